@@ -1,0 +1,148 @@
+//! The `dao` command: run the proxy, check a config, or start the demo.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use dao::memory::{self, Config};
+use dao::runtime::{signals, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// DAO: a thread-per-core edge reverse proxy on io_uring.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file to run with.
+    #[arg(long, short, global = true)]
+    config: Option<PathBuf>,
+    /// Stop after this many responses on one worker (profiling runs).
+    #[arg(long, hide = true, global = true)]
+    exit_after_requests: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration: field errors (exit 1) or a summary (exit 0).
+    Check,
+    /// Start DAO on loopback in front of two built-in demo upstreams.
+    Demo {
+        /// Address DAO listens on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        bind: std::net::SocketAddr,
+        /// Worker threads (default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("DAO_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Check) => check(cli.config),
+        Some(Command::Demo { bind, workers }) => match dao::demo::config(bind, workers) {
+            Ok((config, banner)) => serve(config, Some(banner), cli.exit_after_requests),
+            Err(e) => {
+                eprintln!("dao demo: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        None => {
+            let Some(path) = cli.config else {
+                eprintln!("dao: --config PATH is required (or try `dao demo`)");
+                return ExitCode::from(2);
+            };
+            match memory::load_file(&path) {
+                Ok(config) => serve(config, None, cli.exit_after_requests),
+                Err(e) => {
+                    eprintln!("dao: invalid configuration {}:\n{e}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(path: Option<PathBuf>) -> ExitCode {
+    let Some(path) = path else {
+        eprintln!("dao check: --config PATH is required");
+        return ExitCode::from(2);
+    };
+    match memory::load_file(&path) {
+        Ok(c) => {
+            println!("{}: ok", path.display());
+            println!(
+                "  listen {} with {} worker(s); {} route(s), {} upstream address(es)",
+                c.server.bind,
+                c.server.workers,
+                c.routes.len(),
+                c.pools.len()
+            );
+            for r in &c.routes {
+                let names: Vec<&str> = r.upstreams.iter().map(|u| u.name.as_str()).collect();
+                println!(
+                    "  route {:?}: {:?} {} → {:?} ({:?})",
+                    r.name, r.host, r.path_prefix, names, r.policy
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: invalid configuration", path.display());
+            for err in &e.errors {
+                if err.path.is_empty() {
+                    eprintln!("  {}", err.message);
+                } else {
+                    eprintln!("  {}: {}", err.path, err.message);
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(config: Config, banner: Option<String>, exit_after: Option<u64>) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signals::install(&stop) {
+        eprintln!("dao: cannot install signal handlers: {e}");
+        return ExitCode::FAILURE;
+    }
+    let workers = config.server.workers;
+    let server = match Server::start_with(config, stop, exit_after) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dao: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Tests and scripts read the address from this line.
+    println!(
+        "dao listening on http://{} ({workers} worker(s))",
+        server.local_addr()
+    );
+    if let Some(b) = banner {
+        println!("{}", b.replace("{addr}", &server.local_addr().to_string()));
+    }
+    let stats = server.wait();
+    let opened: u64 = stats.iter().map(|s| s.opened).sum();
+    let reused: u64 = stats.iter().map(|s| s.reused).sum();
+    tracing::info!(
+        upstream_connections_opened = opened,
+        upstream_requests_on_reused = reused,
+        "stopped"
+    );
+    ExitCode::SUCCESS
+}

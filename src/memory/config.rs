@@ -1,0 +1,116 @@
+//! The validated configuration: every value here has been checked, so the
+//! data path never re-validates. Built by `validate`, shared read-only by
+//! every worker behind an `Arc`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::align::Router;
+
+/// A validated configuration.
+#[derive(Debug)]
+pub struct Config {
+    /// `[server]`.
+    pub server: Server,
+    /// `[proxy]`.
+    pub proxy: Proxy,
+    /// `[[routes.rule]]`, in file order.
+    pub routes: Vec<Route>,
+    /// Distinct upstream addresses; `Upstream::pool` indexes this list, so
+    /// two routes naming the same address share one connection pool.
+    pub pools: Vec<SocketAddr>,
+    /// The route table compiled from `routes`.
+    pub router: Router,
+}
+
+/// `[server]`: the downstream side.
+#[derive(Debug, Clone)]
+pub struct Server {
+    /// Listening address.
+    pub bind: SocketAddr,
+    /// Number of worker threads, one per core.
+    pub workers: usize,
+    /// Largest request head accepted; larger is answered 431.
+    pub max_header_bytes: usize,
+    /// Time allowed to receive a whole request head once it has started.
+    pub header_read_timeout: Duration,
+    /// Time an idle keep-alive client connection is kept.
+    pub keepalive_timeout: Duration,
+    /// Time in-flight requests get to finish after SIGTERM/SIGINT.
+    pub shutdown_timeout: Duration,
+}
+
+/// `[proxy]`: the upstream side.
+#[derive(Debug, Clone)]
+pub struct Proxy {
+    /// Time allowed to establish an upstream connection.
+    pub connect_timeout: Duration,
+    /// Time from the request being sent to the response head arriving.
+    pub response_timeout: Duration,
+    /// Longest wait for any single read of a body, either side.
+    pub read_timeout: Duration,
+    /// Idle connections kept per upstream, per worker.
+    pub pool_max_idle: usize,
+    /// Idle pooled connections older than this are closed.
+    pub pool_idle_timeout: Duration,
+}
+
+/// How a route's host is matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostMatch {
+    /// Any host.
+    Any,
+    /// Exactly this host (lower case, no port).
+    Exact(String),
+    /// `*.suffix`: any subdomain of the suffix (stored as `.suffix`).
+    Suffix(String),
+}
+
+/// Load-balancing policy of a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Each upstream in turn.
+    RoundRobin,
+    /// Smooth weighted round robin (as nginx's).
+    Weighted,
+}
+
+/// One `[[routes.rule]]`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The rule's name (unique).
+    pub name: String,
+    /// Host to match.
+    pub host: HostMatch,
+    /// Path prefix to match (`/` when absent).
+    pub path_prefix: String,
+    /// Methods accepted (upper case); empty means any.
+    pub methods: Vec<String>,
+    /// Headers that must be present with exactly this value (names lower case).
+    pub headers: Vec<(String, String)>,
+    /// Balancing policy.
+    pub policy: Policy,
+    /// The route's intent label, read by intent-aware policies.
+    pub intent: Option<String>,
+    /// Upstreams, in file order.
+    pub upstreams: Vec<Upstream>,
+    /// `request_headers_add`, serialised as `Name: value\r\n` lines.
+    pub request_headers: Vec<u8>,
+}
+
+/// One `[[routes.rule.upstreams]]`.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Its name (unique within the route).
+    pub name: String,
+    /// Resolved address.
+    pub addr: SocketAddr,
+    /// `host:port` from the URL, sent as `Host` when the client sent none.
+    pub authority: String,
+    /// Weight for the weighted policy (1..=1000).
+    pub weight: u32,
+    /// Intents this upstream serves well.
+    pub intents: Vec<String>,
+    /// Index of its connection pool in `Config::pools`.
+    pub pool: usize,
+}

@@ -1,0 +1,9 @@
+//! Memory: configuration state — the TOML schema, its validation into
+//! types that cannot hold bad values, and the errors that name each field.
+
+pub mod config;
+mod raw;
+mod validate;
+
+pub use config::{Config, HostMatch, Policy, Proxy, Route, Server, Upstream};
+pub use validate::{load_file, parse, ConfigError, FieldError};

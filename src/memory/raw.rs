@@ -1,0 +1,84 @@
+//! The configuration as written: serde structs that mirror the TOML and
+//! refuse unknown keys. Nothing here is trusted until `validate` runs.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub(crate) server: RawServer,
+    #[serde(default)]
+    pub(crate) proxy: RawProxy,
+    #[serde(default)]
+    pub(crate) routes: RawRoutes,
+    // Sections owned by modules still to come: accepted by the parser so
+    // that validation can say "not supported yet" with the field's name.
+    pub(crate) telemetry: Option<toml::Table>,
+    pub(crate) policies: Option<toml::Table>,
+    pub(crate) admin: Option<toml::Table>,
+    pub(crate) memory: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub(crate) bind: Option<String>,
+    pub(crate) workers: Option<i64>,
+    pub(crate) max_header_bytes: Option<i64>,
+    pub(crate) header_read_timeout: Option<String>,
+    pub(crate) keepalive_timeout: Option<String>,
+    pub(crate) shutdown_timeout: Option<String>,
+    pub(crate) tls_cert: Option<String>,
+    pub(crate) tls_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProxy {
+    pub(crate) connect_timeout: Option<String>,
+    pub(crate) response_timeout: Option<String>,
+    pub(crate) read_timeout: Option<String>,
+    pub(crate) pool_max_idle: Option<i64>,
+    pub(crate) pool_idle_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoutes {
+    #[serde(default)]
+    pub(crate) rule: Vec<RawRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub(crate) name: String,
+    pub(crate) policy: Option<String>,
+    pub(crate) intent: Option<String>,
+    #[serde(rename = "match", default)]
+    pub(crate) matcher: RawMatch,
+    #[serde(default)]
+    pub(crate) upstreams: Vec<RawUpstream>,
+    pub(crate) filters: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMatch {
+    pub(crate) host: Option<String>,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) methods: Option<Vec<String>>,
+    pub(crate) headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstream {
+    pub(crate) name: String,
+    pub(crate) url: String,
+    pub(crate) weight: Option<i64>,
+    pub(crate) intent: Option<Vec<String>>,
+}

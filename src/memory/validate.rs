@@ -1,0 +1,520 @@
+//! Validation: raw TOML → `Config`, collecting every problem with the path
+//! of the field it concerns (`routes.rule[0].upstreams[1].url: …`).
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::Path;
+use std::time::Duration;
+
+use super::config::{Config, HostMatch, Policy, Proxy, Route, Server, Upstream};
+use super::raw::{RawConfig, RawProxy, RawRule, RawServer, RawUpstream};
+use crate::align::Router;
+
+/// One problem in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// Dotted path of the field (empty for a syntax error).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The problems, in file order.
+    pub errors: Vec<FieldError>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.errors.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if e.path.is_empty() {
+                write!(f, "{}", e.message)?;
+            } else {
+                write!(f, "{}: {}", e.path, e.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            errors: vec![FieldError {
+                path: path.into(),
+                message: message.into(),
+            }],
+        }
+    }
+}
+
+/// Reads and validates a configuration file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::one("", format!("cannot read {}: {e}", path.display())))?;
+    parse(&text)
+}
+
+/// Parses and validates a configuration from TOML text.
+pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        // toml names the key and its line; keep its message whole.
+        ConfigError::one("", e.to_string().trim_end().to_string())
+    })?;
+    let mut v = Validator { errors: Vec::new() };
+    let config = v.config(raw);
+    if v.errors.is_empty() {
+        Ok(config.expect("no errors means a config"))
+    } else {
+        Err(ConfigError { errors: v.errors })
+    }
+}
+
+/// Filter keys that later issues add; named so the error says so.
+const FUTURE_FILTERS: &[&str] = &[
+    "request_headers_set",
+    "request_headers_remove",
+    "response_headers_add",
+    "response_headers_set",
+    "response_headers_remove",
+    "rate_limit_rps",
+    "rate_limit_burst",
+    "rate_limit_key",
+    "api_keys",
+    "api_keys_file",
+    "jwt",
+    "max_body_bytes",
+    "request_timeout",
+    "allowed_methods",
+    "cors",
+    "ip_allow",
+    "ip_deny",
+];
+
+const FUTURE_POLICIES: &[&str] = &[
+    "random",
+    "least_request",
+    "peak_ewma",
+    "consistent_hash",
+    "resonant",
+];
+
+struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+
+    fn not_yet(&mut self, path: &str) {
+        self.err(path, "not supported yet");
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Option<Config> {
+        let server = self.server(raw.server);
+        let proxy = self.proxy(raw.proxy);
+        for (name, section) in [
+            ("telemetry", &raw.telemetry),
+            ("policies", &raw.policies),
+            ("admin", &raw.admin),
+            ("memory", &raw.memory),
+        ] {
+            if let Some(table) = section {
+                if table.is_empty() {
+                    self.not_yet(name);
+                }
+                for key in table.keys() {
+                    self.not_yet(&format!("{name}.{key}"));
+                }
+            }
+        }
+        let mut pools: Vec<SocketAddr> = Vec::new();
+        let mut routes = Vec::new();
+        if raw.routes.rule.is_empty() {
+            self.err("routes.rule", "at least one [[routes.rule]] is required");
+        }
+        for (i, rule) in raw.routes.rule.into_iter().enumerate() {
+            let path = format!("routes.rule[{i}]");
+            if routes.iter().any(|r: &Route| r.name == rule.name) {
+                self.err(
+                    format!("{path}.name"),
+                    format!("duplicate route name {:?}", rule.name),
+                );
+            }
+            if let Some(route) = self.route(&path, rule, &mut pools) {
+                routes.push(route);
+            }
+        }
+        let router = Router::new(&routes);
+        Some(Config {
+            server: server?,
+            proxy: proxy?,
+            routes,
+            pools,
+            router,
+        })
+    }
+
+    fn duration(&mut self, path: &str, value: Option<String>, default: Duration) -> Duration {
+        let Some(text) = value else { return default };
+        match humantime::parse_duration(&text) {
+            Ok(d) if d.is_zero() => {
+                self.err(path, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.err(
+                    path,
+                    format!("invalid duration {text:?} ({e}); write e.g. \"500ms\" or \"30s\""),
+                );
+                default
+            }
+        }
+    }
+
+    fn count(
+        &mut self,
+        path: &str,
+        value: Option<i64>,
+        range: (i64, i64),
+        default: usize,
+    ) -> usize {
+        match value {
+            None => default,
+            Some(n) if n >= range.0 && n <= range.1 => n as usize,
+            Some(n) => {
+                self.err(
+                    path,
+                    format!("{n} is out of range {}..={}", range.0, range.1),
+                );
+                default
+            }
+        }
+    }
+
+    fn server(&mut self, raw: RawServer) -> Option<Server> {
+        if raw.tls_cert.is_some() {
+            self.not_yet("server.tls_cert");
+        }
+        if raw.tls_key.is_some() {
+            self.not_yet("server.tls_key");
+        }
+        let bind_text = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".to_string());
+        let bind = match bind_text.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.err(
+                    "server.bind",
+                    format!("{bind_text:?} is not an address such as \"0.0.0.0:8080\""),
+                );
+                None
+            }
+        };
+        let cores = core_affinity::get_core_ids().map_or(1, |c| c.len().max(1));
+        Some(Server {
+            workers: self.count("server.workers", raw.workers, (1, 1024), cores),
+            max_header_bytes: self.count(
+                "server.max_header_bytes",
+                raw.max_header_bytes,
+                (1024, 1 << 20),
+                64 * 1024,
+            ),
+            header_read_timeout: self.duration(
+                "server.header_read_timeout",
+                raw.header_read_timeout,
+                Duration::from_secs(10),
+            ),
+            keepalive_timeout: self.duration(
+                "server.keepalive_timeout",
+                raw.keepalive_timeout,
+                Duration::from_secs(60),
+            ),
+            shutdown_timeout: self.duration(
+                "server.shutdown_timeout",
+                raw.shutdown_timeout,
+                Duration::from_secs(30),
+            ),
+            bind: bind?,
+        })
+    }
+
+    fn proxy(&mut self, raw: RawProxy) -> Option<Proxy> {
+        Some(Proxy {
+            connect_timeout: self.duration(
+                "proxy.connect_timeout",
+                raw.connect_timeout,
+                Duration::from_secs(3),
+            ),
+            response_timeout: self.duration(
+                "proxy.response_timeout",
+                raw.response_timeout,
+                Duration::from_secs(60),
+            ),
+            read_timeout: self.duration(
+                "proxy.read_timeout",
+                raw.read_timeout,
+                Duration::from_secs(60),
+            ),
+            pool_max_idle: self.count("proxy.pool_max_idle", raw.pool_max_idle, (0, 100_000), 64),
+            pool_idle_timeout: self.duration(
+                "proxy.pool_idle_timeout",
+                raw.pool_idle_timeout,
+                Duration::from_secs(15),
+            ),
+        })
+    }
+
+    fn route(&mut self, path: &str, raw: RawRule, pools: &mut Vec<SocketAddr>) -> Option<Route> {
+        let before = self.errors.len();
+        if raw.name.trim().is_empty() {
+            self.err(format!("{path}.name"), "must not be empty");
+        }
+        let policy = match raw.policy.as_deref() {
+            None | Some("round_robin") => Policy::RoundRobin,
+            Some("weighted") => Policy::Weighted,
+            Some(p) if FUTURE_POLICIES.contains(&p) => {
+                self.err(
+                    format!("{path}.policy"),
+                    format!("policy {p:?} is not supported yet (round_robin, weighted)"),
+                );
+                Policy::RoundRobin
+            }
+            Some(p) => {
+                self.err(
+                    format!("{path}.policy"),
+                    format!("unknown policy {p:?} (round_robin, weighted)"),
+                );
+                Policy::RoundRobin
+            }
+        };
+        let host = match raw.matcher.host.as_deref() {
+            None | Some("*") => HostMatch::Any,
+            Some(h) => self.host(&format!("{path}.match.host"), h),
+        };
+        let path_prefix = raw.matcher.path_prefix.unwrap_or_else(|| "/".to_string());
+        if !path_prefix.starts_with('/') {
+            self.err(format!("{path}.match.path_prefix"), "must start with '/'");
+        }
+        let mut methods = Vec::new();
+        for (j, m) in raw
+            .matcher
+            .methods
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-') {
+                self.err(
+                    format!("{path}.match.methods[{j}]"),
+                    format!("{m:?} is not a method"),
+                );
+            }
+            methods.push(m.to_ascii_uppercase());
+        }
+        let mut headers = Vec::new();
+        for (name, value) in raw.matcher.headers.unwrap_or_default() {
+            self.header(&format!("{path}.match.headers.{name}"), &name, &value);
+            headers.push((name.to_ascii_lowercase(), value));
+        }
+        if let Some(intent) = &raw.intent {
+            if intent.trim().is_empty() {
+                self.err(format!("{path}.intent"), "must not be empty");
+            }
+        }
+        if raw.upstreams.is_empty() {
+            self.err(
+                format!("{path}.upstreams"),
+                "at least one upstream is required",
+            );
+        }
+        let mut upstreams: Vec<Upstream> = Vec::new();
+        for (j, u) in raw.upstreams.into_iter().enumerate() {
+            let upath = format!("{path}.upstreams[{j}]");
+            if upstreams.iter().any(|x| x.name == u.name) {
+                self.err(
+                    format!("{upath}.name"),
+                    format!("duplicate upstream name {:?}", u.name),
+                );
+            }
+            if let Some(up) = self.upstream(&upath, u, policy, pools) {
+                upstreams.push(up);
+            }
+        }
+        let request_headers = self.filters(&format!("{path}.filters"), raw.filters);
+        if self.errors.len() > before {
+            return None;
+        }
+        Some(Route {
+            name: raw.name,
+            host,
+            path_prefix,
+            methods,
+            headers,
+            policy,
+            intent: raw.intent,
+            upstreams,
+            request_headers,
+        })
+    }
+
+    fn host(&mut self, path: &str, h: &str) -> HostMatch {
+        let lower = h.to_ascii_lowercase();
+        let (wild, name) = match lower.strip_prefix("*.") {
+            Some(rest) => (true, rest),
+            None => (false, lower.as_str()),
+        };
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !name.starts_with('.')
+            && !name.ends_with('.');
+        if !valid {
+            self.err(
+                path,
+                format!("{h:?} is not a host name or \"*.suffix\" (no port)"),
+            );
+        }
+        if wild {
+            HostMatch::Suffix(format!(".{name}"))
+        } else {
+            HostMatch::Exact(name.to_string())
+        }
+    }
+
+    fn header(&mut self, path: &str, name: &str, value: &str) {
+        if name.is_empty() || !name.bytes().all(is_token) {
+            self.err(path, format!("{name:?} is not a valid header name"));
+        }
+        if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            self.err(path, "header value must not contain CR, LF or NUL");
+        }
+    }
+
+    fn upstream(
+        &mut self,
+        path: &str,
+        raw: RawUpstream,
+        policy: Policy,
+        pools: &mut Vec<SocketAddr>,
+    ) -> Option<Upstream> {
+        if raw.name.trim().is_empty() {
+            self.err(format!("{path}.name"), "must not be empty");
+        }
+        let weight = self.count(&format!("{path}.weight"), raw.weight, (1, 1000), 1) as u32;
+        if policy == Policy::RoundRobin && weight != 1 {
+            self.err(
+                format!("{path}.weight"),
+                "weights apply only with policy = \"weighted\" (this route is round_robin)",
+            );
+        }
+        let intents = raw.intent.unwrap_or_default();
+        for (k, i) in intents.iter().enumerate() {
+            if i.trim().is_empty() {
+                self.err(format!("{path}.intent[{k}]"), "must not be empty");
+            }
+        }
+        let (addr, authority) = match parse_url(&raw.url) {
+            Ok(v) => v,
+            Err(message) => {
+                self.err(format!("{path}.url"), message);
+                return None;
+            }
+        };
+        let pool = match pools.iter().position(|a| *a == addr) {
+            Some(p) => p,
+            None => {
+                pools.push(addr);
+                pools.len() - 1
+            }
+        };
+        Some(Upstream {
+            name: raw.name,
+            addr,
+            authority,
+            weight,
+            intents,
+            pool,
+        })
+    }
+
+    fn filters(&mut self, path: &str, raw: Option<toml::Table>) -> Vec<u8> {
+        let mut lines = Vec::new();
+        for (key, value) in raw.unwrap_or_default() {
+            let fpath = format!("{path}.{key}");
+            match key.as_str() {
+                "request_headers_add" => {
+                    let Some(table) = value.as_table() else {
+                        self.err(fpath, "must be a table of header = \"value\"");
+                        continue;
+                    };
+                    for (name, v) in table {
+                        let hpath = format!("{fpath}.{name}");
+                        let Some(v) = v.as_str() else {
+                            self.err(hpath, "value must be a string");
+                            continue;
+                        };
+                        self.header(&hpath, name, v);
+                        lines.extend_from_slice(name.as_bytes());
+                        lines.extend_from_slice(b": ");
+                        lines.extend_from_slice(v.as_bytes());
+                        lines.extend_from_slice(b"\r\n");
+                    }
+                }
+                k if FUTURE_FILTERS.contains(&k) => self.not_yet(&fpath),
+                _ => self.err(fpath, "unknown filter"),
+            }
+        }
+        lines
+    }
+}
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `http://host[:port][/]` → resolved address and `host:port`.
+fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
+    if url.starts_with("https://") {
+        return Err("https upstreams are not supported yet".into());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!("{url:?} must start with http://"));
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err(format!("{url:?} has no host"));
+    }
+    if authority.contains(['/', '?', '#', '@']) {
+        return Err(format!(
+            "{url:?}: paths, queries and credentials in upstream URLs are not supported"
+        ));
+    }
+    let with_port = if authority.ends_with(']') || !authority.contains(':') {
+        format!("{authority}:80")
+    } else {
+        authority.to_string()
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority:?}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{authority:?} resolves to no address"))?;
+    Ok((addr, with_port))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,181 @@
+//! Validation tests: good configs load, bad ones name the field.
+
+use super::*;
+
+const GOOD: &str = r#"
+[server]
+bind = "127.0.0.1:0"
+workers = 2
+header_read_timeout = "5s"
+
+[proxy]
+connect_timeout = "250ms"
+pool_max_idle = 8
+
+[[routes.rule]]
+name = "api"
+policy = "weighted"
+intent = "realtime"
+  [routes.rule.match]
+  host = "*.Example.com"
+  path_prefix = "/v1/"
+  methods = ["get", "POST"]
+  headers = { "X-Tenant" = "a" }
+  [[routes.rule.upstreams]]
+  name = "a"
+  url = "http://127.0.0.1:8081"
+  weight = 3
+  intent = ["realtime"]
+  [[routes.rule.upstreams]]
+  name = "b"
+  url = "http://127.0.0.1:8082/"
+  [routes.rule.filters]
+  request_headers_add = { "X-DAO-Gateway" = "true" }
+
+[[routes.rule]]
+name = "rest"
+  [[routes.rule.upstreams]]
+  name = "a"
+  url = "http://127.0.0.1:8081"
+"#;
+
+fn errors(text: &str) -> Vec<String> {
+    parse(text)
+        .expect_err("should fail")
+        .errors
+        .into_iter()
+        .map(|e| format!("{}: {}", e.path, e.message))
+        .collect()
+}
+
+#[test]
+fn good_config_loads() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.server.workers, 2);
+    assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.max_header_bytes, 64 * 1024);
+    assert_eq!(c.proxy.connect_timeout, Duration::from_millis(250));
+    assert_eq!(c.routes.len(), 2);
+    let api = &c.routes[0];
+    assert_eq!(api.policy, Policy::Weighted);
+    assert_eq!(api.host, HostMatch::Suffix(".example.com".into()));
+    assert_eq!(api.methods, ["GET", "POST"]);
+    assert_eq!(api.headers, [("x-tenant".to_string(), "a".to_string())]);
+    assert_eq!(api.upstreams[0].weight, 3);
+    assert_eq!(api.upstreams[1].authority, "127.0.0.1:8082");
+    assert_eq!(api.request_headers, b"X-DAO-Gateway: true\r\n");
+    // Same address, same pool.
+    assert_eq!(c.pools.len(), 2);
+    assert_eq!(c.routes[1].upstreams[0].pool, api.upstreams[0].pool);
+}
+
+#[test]
+fn not_supported_yet_names_the_field() {
+    let text = GOOD.replace("policy = \"weighted\"", "policy = \"resonant\"")
+        + "\n[telemetry]\nprometheus_bind = \"127.0.0.1:9102\"\n";
+    let text = text.replace(
+        "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }",
+        "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }\n  rate_limit_rps = 1000",
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e
+                .starts_with("routes.rule[0].policy: policy \"resonant\" is not supported yet")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.contains(&"routes.rule[0].filters.rate_limit_rps: not supported yet".to_string()),
+        "{errs:?}"
+    );
+    assert!(
+        errs.contains(&"telemetry.prometheus_bind: not supported yet".to_string()),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn bad_values_name_their_fields() {
+    let text = GOOD
+        .replace("\"5s\"", "\"soon\"")
+        .replace("workers = 2", "workers = 0")
+        .replace("http://127.0.0.1:8082/", "ftp://x")
+        .replace("weight = 3", "weight = 0")
+        .replace("\"/v1/\"", "\"v1\"");
+    let errs = errors(&text);
+    for path in [
+        "server.header_read_timeout: invalid duration",
+        "server.workers: 0 is out of range",
+        "routes.rule[0].upstreams[1].url: \"ftp://x\" must start with http://",
+        "routes.rule[0].upstreams[0].weight: 0 is out of range",
+        "routes.rule[0].match.path_prefix: must start with '/'",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(path)),
+            "missing {path} in {errs:?}"
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_and_syntax_are_rejected() {
+    let errs = errors(&GOOD.replace("workers = 2", "wrokers = 2"));
+    assert!(errs[0].contains("wrokers"), "{errs:?}");
+    let errs = errors(&GOOD.replace("request_headers_add", "request_header_add"));
+    assert!(errs
+        .iter()
+        .any(|e| e.starts_with("routes.rule[0].filters.request_header_add: unknown filter")));
+    let errs = errors("[server\n");
+    assert!(errs[0].contains("line 1"), "{errs:?}");
+}
+
+#[test]
+fn structural_rules() {
+    let errs = errors("[server]\nbind = \"127.0.0.1:0\"\n");
+    assert!(errs
+        .iter()
+        .any(|e| e.starts_with("routes.rule: at least one")));
+    let dup = "[[routes.rule]]\nname = \"r\"\n[[routes.rule.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n";
+    let errs = errors(&format!("{dup}{dup}"));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes.rule[1].name: duplicate")),
+        "{errs:?}"
+    );
+    let errs = errors(&dup.replace(
+        "url = \"http://127.0.0.1:1\"",
+        "url = \"http://127.0.0.1:1\"\nweight = 2",
+    ));
+    assert!(
+        errs.iter().any(|e| e.contains("weights apply only")),
+        "{errs:?}"
+    );
+    let errs = errors(&format!("{dup}[server]\ntls_cert = \"c.pem\"\n"));
+    assert!(
+        errs.contains(&"server.tls_cert: not supported yet".to_string()),
+        "{errs:?}"
+    );
+    let errs = errors(&dup.replace(
+        "name = \"r\"",
+        "name = \"r\"\n[routes.rule.match]\nhost = \"a.com:80\"",
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes.rule[0].match.host")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn every_file_in_configs_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            load_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 2, "expected the example configs in {}", dir.display());
+}

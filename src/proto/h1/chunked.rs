@@ -1,0 +1,272 @@
+//! Incremental, strict decoder of the chunked transfer coding (RFC 9112
+//! §7.1). It validates framing as bytes stream through and reports where
+//! chunk data lies, so the proxy can forward the bytes unchanged (or only
+//! the data, for an HTTP/1.0 client) and knows exactly where the body ends.
+
+/// Longest chunk-size line (size plus extensions) we accept.
+const MAX_LINE: u32 = 4096;
+/// Largest trailer section we accept.
+const MAX_TRAILERS: u32 = 16 * 1024;
+
+/// Why a chunked body was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ChunkError {
+    /// A chunk size that is not hex, is empty, or overflows.
+    #[error("invalid chunk size")]
+    Size,
+    /// An invalid chunk extension.
+    #[error("invalid chunk extension")]
+    Extension,
+    /// A missing CRLF where one is required (bare CR or LF included).
+    #[error("invalid line ending in chunked body")]
+    LineEnding,
+    /// An invalid or oversized trailer section.
+    #[error("invalid trailer section")]
+    Trailer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Size { digits: u8 },
+    Ext { quoted: bool, escaped: bool },
+    SizeLf,
+    Data,
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    TrailerLf,
+    FinalLf,
+    Done,
+}
+
+/// Decoder state carried across reads.
+#[derive(Debug, Clone)]
+pub struct ChunkedDecoder {
+    state: State,
+    size: u64,
+    line: u32,
+    trailers: u32,
+}
+
+impl Default for ChunkedDecoder {
+    fn default() -> Self {
+        ChunkedDecoder {
+            state: State::Size { digits: 0 },
+            size: 0,
+            line: 0,
+            trailers: 0,
+        }
+    }
+}
+
+/// What one call to [`ChunkedDecoder::feed`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the input that belong to the body.
+    pub consumed: usize,
+    /// The body ended within those bytes.
+    pub done: bool,
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+impl ChunkedDecoder {
+    /// Whether the final chunk and trailers have been read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Feeds the next bytes of the body. `on_data` receives the ranges of
+    /// `input` that are chunk data. Bytes after the end of the body are not
+    /// consumed.
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Progress, ChunkError> {
+        let mut i = 0;
+        while i < input.len() {
+            if self.state == State::Data {
+                let n = (input.len() - i).min(self.size as usize);
+                on_data(i..i + n);
+                i += n;
+                self.size -= n as u64;
+                if self.size == 0 {
+                    self.state = State::DataCr;
+                }
+                continue;
+            }
+            let b = input[i];
+            i += 1;
+            self.state = self.step(b)?;
+            if self.state == State::Done {
+                return Ok(Progress {
+                    consumed: i,
+                    done: true,
+                });
+            }
+        }
+        Ok(Progress {
+            consumed: i,
+            done: self.state == State::Done,
+        })
+    }
+
+    fn step(&mut self, b: u8) -> Result<State, ChunkError> {
+        Ok(match self.state {
+            State::Size { digits } => {
+                self.line += 1;
+                match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if digits >= 16 {
+                            return Err(ChunkError::Size);
+                        }
+                        let v = (b as char).to_digit(16).unwrap_or(0) as u64;
+                        self.size = (self.size << 4) | v;
+                        State::Size { digits: digits + 1 }
+                    }
+                    _ if digits == 0 => return Err(ChunkError::Size),
+                    b'\r' => State::SizeLf,
+                    b';' | b' ' | b'\t' => State::Ext {
+                        quoted: false,
+                        escaped: false,
+                    },
+                    _ => return Err(ChunkError::Size),
+                }
+            }
+            State::Ext { quoted, escaped } => {
+                self.line += 1;
+                if self.line > MAX_LINE {
+                    return Err(ChunkError::Extension);
+                }
+                match (quoted, escaped, b) {
+                    (_, _, b'\r') if !quoted => State::SizeLf,
+                    // Control characters (bare CR/LF included) are never valid.
+                    (_, _, 0..=8 | 10..=31 | 127) => return Err(ChunkError::Extension),
+                    (true, true, _) => State::Ext {
+                        quoted: true,
+                        escaped: false,
+                    },
+                    (true, false, b'\\') => State::Ext {
+                        quoted: true,
+                        escaped: true,
+                    },
+                    (true, false, b'"') => State::Ext {
+                        quoted: false,
+                        escaped: false,
+                    },
+                    (true, false, _) => self.state,
+                    (false, _, b'"') => State::Ext {
+                        quoted: true,
+                        escaped: false,
+                    },
+                    (false, _, b';' | b'=' | b' ' | b'\t') => self.state,
+                    (false, _, c) if is_tchar(c) => self.state,
+                    _ => return Err(ChunkError::Extension),
+                }
+            }
+            State::SizeLf => {
+                if b != b'\n' {
+                    return Err(ChunkError::LineEnding);
+                }
+                self.line = 0;
+                if self.size == 0 {
+                    State::TrailerStart
+                } else {
+                    State::Data
+                }
+            }
+            State::DataCr if b == b'\r' => State::DataLf,
+            State::DataLf if b == b'\n' => State::Size { digits: 0 },
+            State::DataCr | State::DataLf => return Err(ChunkError::LineEnding),
+            State::TrailerStart | State::Trailer => {
+                self.trailers += 1;
+                if self.trailers > MAX_TRAILERS {
+                    return Err(ChunkError::Trailer);
+                }
+                match b {
+                    b'\r' if self.state == State::TrailerStart => State::FinalLf,
+                    b'\r' => State::TrailerLf,
+                    b'\n' | 0 => return Err(ChunkError::Trailer),
+                    // obs-fold is not allowed in trailers either.
+                    b' ' | b'\t' if self.state == State::TrailerStart => {
+                        return Err(ChunkError::Trailer)
+                    }
+                    _ => State::Trailer,
+                }
+            }
+            State::TrailerLf if b == b'\n' => State::TrailerStart,
+            State::TrailerLf => return Err(ChunkError::LineEnding),
+            State::FinalLf if b == b'\n' => State::Done,
+            State::FinalLf => return Err(ChunkError::LineEnding),
+            State::Data | State::Done => unreachable!("handled by feed"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` split at every possible point and returns the data.
+    fn decode_split(input: &[u8], split: usize) -> Result<(Vec<u8>, usize), ChunkError> {
+        let mut d = ChunkedDecoder::default();
+        let mut data = Vec::new();
+        let mut used = 0;
+        for part in [&input[..split], &input[split..]] {
+            if d.is_done() {
+                break;
+            }
+            let p = d.feed(part, |r| data.extend_from_slice(&part[r]))?;
+            used += p.consumed;
+        }
+        assert!(d.is_done(), "not done");
+        Ok((data, used))
+    }
+
+    #[test]
+    fn decodes_at_every_split() {
+        let body = b"5;name=\"v\\\"x\"\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for split in 0..=body.len() {
+            let (data, used) = decode_split(body, split).unwrap();
+            assert_eq!(data, b"hello world");
+            assert_eq!(used, body.len() - 4, "split {split}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_shapes() {
+        let bad: &[&[u8]] = &[
+            b"x\r\n",
+            b"\r\n",
+            b"-1\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            b"5\r\nhelloXX0\r\n\r\n",
+            b"11111111111111111\r\n",
+            b"5;a\x01b\r\n",
+            b"5;a\nb\r\n",
+            b"0\r\nX: y\n\r\n",
+            b"0\r\nX: 1\r\n folded\r\n\r\n",
+            b"0\r\n\r\r",
+        ];
+        for input in bad {
+            let mut d = ChunkedDecoder::default();
+            assert!(
+                d.feed(input, |_| {}).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn large_sizes_need_data() {
+        let mut d = ChunkedDecoder::default();
+        let p = d.feed(b"ffffffff\r\nab", |_| {}).unwrap();
+        assert_eq!(p.consumed, 12);
+        assert!(!p.done);
+    }
+}

@@ -1,0 +1,295 @@
+//! Head writers: the request head sent upstream and the response head sent
+//! downstream, composed into a reused buffer from the spans of the parsed
+//! head (no reallocation of what was read), minus hop-by-hop headers and
+//! plus the proxy's own (`X-Forwarded-*`, `Via`, route additions).
+
+use super::{BodyKind, HeaderKind, HeaderSpan, RequestHead, ResponseHead};
+
+/// What the proxy adds to a forwarded request.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarded<'a> {
+    /// The client's IP address, as text.
+    pub client_ip: &'a [u8],
+    /// The scheme the client used (`http`, `https`).
+    pub proto: &'a [u8],
+    /// Pre-serialised `Name: value\r\n` lines from the route's filters.
+    pub extra: &'a [u8],
+    /// `Host` value to send when the client sent none (HTTP/1.0).
+    pub default_host: &'a [u8],
+}
+
+#[inline]
+fn put(out: &mut Vec<u8>, parts: &[&[u8]]) {
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+}
+
+/// Whether `name` is listed in a `Connection` header of the message.
+fn named_by_connection(buf: &[u8], headers: &[HeaderSpan], name: &[u8]) -> bool {
+    headers.iter().any(|h| {
+        h.kind == HeaderKind::Connection
+            && super::tokens(h.value.get(buf)).any(|t| t.eq_ignore_ascii_case(name))
+    })
+}
+
+/// Writes the request head sent upstream: always HTTP/1.1, origin-form.
+pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd: &Forwarded<'_>) {
+    let pq = head.path_and_query.get(buf);
+    let pq: &[u8] = if pq.is_empty() { b"/" } else { pq };
+    put(out, &[head.method.get(buf), b" ", pq, b" HTTP/1.1\r\n"]);
+    let mut saw_host = false;
+    for h in &head.headers {
+        let name = h.name.get(buf);
+        match h.kind {
+            HeaderKind::Connection
+            | HeaderKind::HopByHop
+            | HeaderKind::TransferEncoding
+            | HeaderKind::ContentLength
+            | HeaderKind::XForwardedProto => continue,
+            // We answer 100-continue ourselves (see gate::conn).
+            HeaderKind::Expect if head.expect_continue => continue,
+            // Folded into one header below, our hop appended last.
+            HeaderKind::XForwardedFor => continue,
+            HeaderKind::Host => saw_host = true,
+            _ => {}
+        }
+        if head.connection_extra && named_by_connection(buf, &head.headers, name) {
+            continue;
+        }
+        put(out, &[name, b": ", h.value.get(buf), b"\r\n"]);
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    for h in head
+        .headers
+        .iter()
+        .filter(|h| h.kind == HeaderKind::XForwardedFor)
+    {
+        put(out, &[h.value.get(buf), b", "]);
+    }
+    put(out, &[fwd.client_ip, b"\r\n"]);
+    put(out, &[b"X-Forwarded-Proto: ", fwd.proto, b"\r\n"]);
+    let via: &[u8] = if head.minor_version == 0 {
+        b"Via: 1.0 dao\r\n"
+    } else {
+        b"Via: 1.1 dao\r\n"
+    };
+    out.extend_from_slice(via);
+    if !saw_host {
+        put(out, &[b"Host: ", fwd.default_host, b"\r\n"]);
+    }
+    out.extend_from_slice(fwd.extra);
+    write_framing(out, head.body);
+    out.extend_from_slice(b"\r\n");
+}
+
+fn write_framing(out: &mut Vec<u8>, body: BodyKind) {
+    match body {
+        BodyKind::Length(n) => {
+            let mut b = itoa::Buffer::new();
+            put(out, &[b"Content-Length: ", b.format(n).as_bytes(), b"\r\n"]);
+        }
+        BodyKind::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyKind::Empty | BodyKind::UntilClose => {}
+    }
+}
+
+/// How the response body travels to the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DownFraming {
+    /// As the upstream framed it (length, chunked, or none).
+    Same,
+    /// Chunk framing removed, end marked by closing (HTTP/1.0 client).
+    Dechunk,
+}
+
+/// Writes the response head sent to the client (HTTP/1.1 status line).
+///
+/// `close`: the connection closes after this response.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    head: &ResponseHead,
+    client_minor: u8,
+    framing: DownFraming,
+    close: bool,
+) {
+    let mut code = itoa::Buffer::new();
+    put(
+        out,
+        &[
+            b"HTTP/1.1 ",
+            code.format(head.status).as_bytes(),
+            b" ",
+            head.reason.get(buf),
+            b"\r\n",
+        ],
+    );
+    for h in &head.headers {
+        let name = h.name.get(buf);
+        match h.kind {
+            HeaderKind::Connection | HeaderKind::HopByHop | HeaderKind::TransferEncoding => {
+                continue
+            }
+            HeaderKind::ContentLength if head.body == BodyKind::Chunked => continue,
+            _ => {}
+        }
+        if head.connection_extra && named_by_connection(buf, &head.headers, name) {
+            continue;
+        }
+        put(out, &[name, b": ", h.value.get(buf), b"\r\n"]);
+    }
+    let via: &[u8] = if head.minor_version == 0 {
+        b"Via: 1.0 dao\r\n"
+    } else {
+        b"Via: 1.1 dao\r\n"
+    };
+    out.extend_from_slice(via);
+    if head.body == BodyKind::Chunked && framing == DownFraming::Same {
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_minor == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+macro_rules! canned {
+    ($code:literal, $reason:literal, $len:literal, $close:literal) => {
+        concat!(
+            "HTTP/1.1 ",
+            $code,
+            " ",
+            $reason,
+            "\r\n",
+            "Content-Type: text/plain\r\n",
+            "Content-Length: ",
+            $len,
+            "\r\n",
+            $close,
+            "\r\n",
+            $reason,
+            "\n"
+        )
+        .as_bytes()
+    };
+}
+
+/// A complete, static error response the proxy itself sends.
+///
+/// `close` adds `Connection: close` (the connection ends after it).
+pub fn error_response(status: u16, close: bool) -> &'static [u8] {
+    macro_rules! pick {
+        ($($code:literal => $reason:literal, $len:literal),* $(,)?) => {
+            match (status, close) {
+                $(
+                    ($code, false) => canned!($code, $reason, $len, ""),
+                    ($code, true) => canned!($code, $reason, $len, "Connection: close\r\n"),
+                )*
+                (_, false) => canned!(500, "Internal Server Error", 22, ""),
+                (_, true) => canned!(500, "Internal Server Error", 22, "Connection: close\r\n"),
+            }
+        };
+    }
+    pick! {
+        // Body is the reason and a newline; the number is its length.
+        400 => "Bad Request", 12,
+        404 => "Not Found", 10,
+        408 => "Request Timeout", 16,
+        413 => "Content Too Large", 18,
+        431 => "Request Header Fields Too Large", 32,
+        501 => "Not Implemented", 16,
+        502 => "Bad Gateway", 12,
+        503 => "Service Unavailable", 20,
+        504 => "Gateway Timeout", 16,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::h1::{parse_request, parse_response};
+
+    fn req(raw: &str) -> RequestHead {
+        let mut h = RequestHead::default();
+        parse_request(raw.as_bytes(), &mut h).unwrap().unwrap();
+        h
+    }
+
+    const FWD: Forwarded<'static> = Forwarded {
+        client_ip: b"10.0.0.9",
+        proto: b"http",
+        extra: b"X-DAO-Gateway: true\r\n",
+        default_host: b"backend:80",
+    };
+
+    #[test]
+    fn request_head_drops_hop_by_hop_and_adds_forwarding() {
+        let raw = "POST /a?b=1 HTTP/1.1\r\nHost: ex.com\r\nConnection: keep-alive, X-Secret\r\n\
+                   X-Secret: s\r\nKeep-Alive: 5\r\nTE: trailers\r\nUpgrade: foo\r\n\
+                   Proxy-Connection: x\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: 2.2.2.2\r\n\
+                   X-Forwarded-Proto: https\r\nContent-Length: 3\r\nAccept: */*\r\n\r\nabc";
+        let h = req(raw);
+        let mut out = Vec::new();
+        write_request_head(&mut out, raw.as_bytes(), &h, &FWD);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s,
+            "POST /a?b=1 HTTP/1.1\r\nHost: ex.com\r\nAccept: */*\r\n\
+             X-Forwarded-For: 1.1.1.1, 2.2.2.2, 10.0.0.9\r\nX-Forwarded-Proto: http\r\n\
+             Via: 1.1 dao\r\nX-DAO-Gateway: true\r\nContent-Length: 3\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn absolute_form_and_http10_host() {
+        let raw = "GET http://ex.com/p HTTP/1.0\r\n\r\n";
+        let h = req(raw);
+        assert_eq!(h.host.get(raw.as_bytes()), b"ex.com");
+        let mut out = Vec::new();
+        write_request_head(&mut out, raw.as_bytes(), &h, &FWD);
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.starts_with("GET /p HTTP/1.1\r\n"), "{s}");
+        assert!(s.contains("Via: 1.0 dao\r\nHost: backend:80\r\n"), "{s}");
+    }
+
+    #[test]
+    fn response_head_framing() {
+        let raw =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\nX-A: 1\r\n\r\n";
+        let mut h = ResponseHead::default();
+        parse_response(raw.as_bytes(), false, &mut h)
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        write_response_head(&mut out, raw.as_bytes(), &h, 1, DownFraming::Same, false);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 dao\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let mut out = Vec::new();
+        write_response_head(&mut out, raw.as_bytes(), &h, 0, DownFraming::Dechunk, true);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 dao\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn canned_responses_are_well_formed() {
+        for code in [400, 404, 408, 413, 431, 501, 502, 503, 504, 599] {
+            for close in [false, true] {
+                let raw = error_response(code, close);
+                let mut h = ResponseHead::default();
+                parse_response(raw, false, &mut h).unwrap().unwrap();
+                let BodyKind::Length(n) = h.body else {
+                    panic!("no length")
+                };
+                assert_eq!(h.head_len + n as usize, raw.len());
+                assert_eq!(h.keep_alive, !close);
+            }
+        }
+    }
+}

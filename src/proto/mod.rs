@@ -1,0 +1,3 @@
+//! Proto: wire protocols as sans-IO state machines (HTTP/1.1 today).
+
+pub mod h1;

@@ -1,0 +1,19 @@
+//! Signals: SIGTERM and SIGINT ask for a graceful stop; a second one
+//! exits at once.
+
+use std::io;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+/// Sets `stop` on the first SIGTERM/SIGINT; exits with status 1 on the
+/// second.
+pub fn install(stop: &Arc<AtomicBool>) -> io::Result<()> {
+    for sig in [SIGTERM, SIGINT] {
+        // Registered first so that it sees the flag before it is set.
+        signal_hook::flag::register_conditional_shutdown(sig, 1, stop.clone())?;
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    Ok(())
+}

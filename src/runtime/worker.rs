@@ -1,0 +1,183 @@
+//! A worker: one thread pinned to one core, its own monoio runtime, its
+//! own listener, balancers, pool and buffers. Nothing here is shared with
+//! another core except the read-only config.
+
+use std::cell::{Cell, RefCell};
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use monoio::net::TcpListener;
+
+use crate::align::Balancer;
+use crate::clock;
+use crate::memory::Config;
+use crate::upstream::pool::{Pool, PoolStats};
+
+/// Capacity of the buffers lent to exchanges.
+const BUF_SIZE: usize = 16 * 1024;
+/// Spare buffers kept per worker.
+const MAX_SPARE: usize = 1024;
+/// How often the stop flag and idle pools are looked at.
+const TICK: Duration = Duration::from_millis(100);
+
+/// The state of one worker, shared by its connection tasks.
+pub(crate) struct Worker {
+    pub(crate) id: usize,
+    pub(crate) config: Arc<Config>,
+    pub(crate) balancers: Box<[Balancer]>,
+    pub(crate) pool: Pool,
+    /// Requests between a complete head and the end of their response.
+    pub(crate) in_flight: Cell<usize>,
+    /// Shutting down: no new requests on kept-alive connections.
+    pub(crate) stopping: Cell<bool>,
+    /// Responses finished (or failed) so far.
+    handled: Cell<u64>,
+    exit_after: Option<u64>,
+    stop: Arc<AtomicBool>,
+    spare: RefCell<Vec<Vec<u8>>>,
+}
+
+impl Worker {
+    /// An empty buffer of `BUF_SIZE` capacity, reused when possible.
+    pub(crate) fn take_buf(&self) -> Vec<u8> {
+        self.spare
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUF_SIZE))
+    }
+
+    /// Counts a finished request; asks for a stop after `exit_after`.
+    pub(crate) fn finished(&self) {
+        let n = self.handled.get() + 1;
+        self.handled.set(n);
+        if self.exit_after == Some(n) {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Gives a buffer back for reuse.
+    pub(crate) fn give_buf(&self, mut buf: Vec<u8>) {
+        let mut spare = self.spare.borrow_mut();
+        if buf.capacity() >= BUF_SIZE && spare.len() < MAX_SPARE {
+            buf.clear();
+            spare.push(buf);
+        }
+    }
+}
+
+/// The worker thread's body; returns its pool counters when it stops.
+pub(crate) fn run(
+    id: usize,
+    core: Option<core_affinity::CoreId>,
+    config: Arc<Config>,
+    listener: std::net::TcpListener,
+    stop: Arc<AtomicBool>,
+    exit_after: Option<u64>,
+) -> PoolStats {
+    if let Some(core) = core {
+        if !core_affinity::set_for_current(core) {
+            tracing::warn!(worker = id, core = core.id, "could not pin the worker");
+        }
+    }
+    let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(worker = id, error = %e, "cannot start the worker's runtime");
+            return PoolStats::default();
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker = id, error = %e, "cannot adopt the listener");
+                return PoolStats::default();
+            }
+        };
+        let worker = Rc::new(Worker {
+            id,
+            balancers: config.routes.iter().map(Balancer::new).collect(),
+            pool: Pool::new(
+                config.pools.len(),
+                config.proxy.pool_max_idle,
+                config.proxy.pool_idle_timeout,
+            ),
+            in_flight: Cell::new(0),
+            stopping: Cell::new(false),
+            spare: RefCell::new(Vec::new()),
+            handled: Cell::new(0),
+            exit_after,
+            stop: stop.clone(),
+            config,
+        });
+        {
+            let accept = std::pin::pin!(accept_loop(&listener, &worker));
+            let watch = std::pin::pin!(watch(&worker, &stop));
+            futures_util::future::select(accept, watch).await;
+        }
+        drop(listener);
+        worker.stopping.set(true);
+        drain(&worker).await;
+        worker.pool.stats()
+    })
+}
+
+async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let worker = worker.clone();
+                monoio::spawn(async move {
+                    let id = worker.id;
+                    let served = AssertUnwindSafe(crate::gate::serve(stream, peer, worker))
+                        .catch_unwind()
+                        .await;
+                    if served.is_err() {
+                        // The panic hook has printed the message; the worker goes on.
+                        tracing::error!(worker = id, %peer, "connection task panicked; connection closed");
+                    }
+                });
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off briefly.
+                tracing::warn!(worker = worker.id, error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Returns when the stop flag is set; sweeps idle upstream connections.
+async fn watch(worker: &Worker, stop: &AtomicBool) {
+    let mut ticks = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        monoio::time::sleep(TICK).await;
+        ticks = ticks.wrapping_add(1);
+        if ticks % 10 == 0 {
+            worker.pool.sweep(clock::now());
+        }
+    }
+}
+
+/// Waits for in-flight requests, up to the shutdown timeout.
+async fn drain(worker: &Worker) {
+    let deadline = clock::now() + worker.config.server.shutdown_timeout;
+    while worker.in_flight.get() > 0 {
+        if clock::now() >= deadline {
+            tracing::warn!(
+                worker = worker.id,
+                left = worker.in_flight.get(),
+                "shutdown timeout: cutting requests"
+            );
+            return;
+        }
+        monoio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
