@@ -28,7 +28,7 @@ pub enum ChunkError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Size { digits: u8 },
-    Ext { quoted: bool, escaped: bool },
+    Ext(Ext),
     SizeLf,
     Data,
     DataCr,
@@ -38,6 +38,23 @@ enum State {
     TrailerLf,
     FinalLf,
     Done,
+}
+
+/// Where a chunk extension parse stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ext {
+    /// After the size or a value: whitespace, `;` or the line end.
+    AfterValue,
+    /// After `;`: whitespace or a name.
+    BeforeName,
+    Name,
+    /// Whitespace after a name: `=`, `;` or the line end.
+    AfterName,
+    /// After `=`: whitespace, a token or a quoted string.
+    BeforeValue,
+    Token,
+    Quoted,
+    QuotedEscape,
 }
 
 /// Decoder state carried across reads.
@@ -130,43 +147,45 @@ impl ChunkedDecoder {
                     }
                     _ if digits == 0 => return Err(ChunkError::Size),
                     b'\r' => State::SizeLf,
-                    b';' | b' ' | b'\t' => State::Ext {
-                        quoted: false,
-                        escaped: false,
-                    },
+                    b';' => State::Ext(Ext::BeforeName),
+                    b' ' | b'\t' => State::Ext(Ext::AfterValue),
                     _ => return Err(ChunkError::Size),
                 }
             }
-            State::Ext { quoted, escaped } => {
+            State::Ext(at) => {
                 self.line += 1;
                 if self.line > MAX_LINE {
                     return Err(ChunkError::Extension);
                 }
-                match (quoted, escaped, b) {
-                    (_, _, b'\r') if !quoted => State::SizeLf,
-                    // Control characters (bare CR/LF included) are never valid.
-                    (_, _, 0..=8 | 10..=31 | 127) => return Err(ChunkError::Extension),
-                    (true, true, _) => State::Ext {
-                        quoted: true,
-                        escaped: false,
-                    },
-                    (true, false, b'\\') => State::Ext {
-                        quoted: true,
-                        escaped: true,
-                    },
-                    (true, false, b'"') => State::Ext {
-                        quoted: false,
-                        escaped: false,
-                    },
-                    (true, false, _) => self.state,
-                    (false, _, b'"') => State::Ext {
-                        quoted: true,
-                        escaped: false,
-                    },
-                    (false, _, b';' | b'=' | b' ' | b'\t') => self.state,
-                    (false, _, c) if is_tchar(c) => self.state,
+                // chunk-ext = *( BWS ";" BWS name [ BWS "=" BWS ( token / quoted-string ) ] )
+                let ws = b == b' ' || b == b'\t';
+                let next = match (at, b) {
+                    (Ext::Quoted, b'"') => Ext::AfterValue,
+                    (Ext::Quoted, b'\\') => Ext::QuotedEscape,
+                    (Ext::Quoted | Ext::QuotedEscape, 0..=8 | 10..=31 | 127) => {
+                        return Err(ChunkError::Extension)
+                    }
+                    (Ext::Quoted | Ext::QuotedEscape, _) => Ext::Quoted,
+                    (Ext::AfterValue | Ext::Name | Ext::AfterName | Ext::Token, b'\r') => {
+                        return Ok(State::SizeLf)
+                    }
+                    (Ext::AfterValue | Ext::Name | Ext::AfterName | Ext::Token, b';') => {
+                        Ext::BeforeName
+                    }
+                    (Ext::Name | Ext::AfterName, b'=') => Ext::BeforeValue,
+                    (Ext::Name, _) if ws => Ext::AfterName,
+                    (Ext::Token, _) if ws => Ext::AfterValue,
+                    (Ext::AfterValue | Ext::BeforeName | Ext::AfterName | Ext::BeforeValue, _)
+                        if ws =>
+                    {
+                        at
+                    }
+                    (Ext::BeforeName | Ext::Name, c) if is_tchar(c) => Ext::Name,
+                    (Ext::BeforeValue | Ext::Token, c) if is_tchar(c) => Ext::Token,
+                    (Ext::BeforeValue, b'"') => Ext::Quoted,
                     _ => return Err(ChunkError::Extension),
-                }
+                };
+                State::Ext(next)
             }
             State::SizeLf => {
                 if b != b'\n' {
@@ -234,6 +253,39 @@ mod tests {
             let (data, used) = decode_split(body, split).unwrap();
             assert_eq!(data, b"hello world");
             assert_eq!(used, body.len() - 4, "split {split}");
+        }
+    }
+
+    #[test]
+    fn extension_grammar() {
+        let ok: &[&[u8]] = &[
+            b"3;a\r\n",
+            b"3 ;a\r\n",
+            b"3; a = b ;c\r\n",
+            b"3;a=\"q \\\" x\"\r\n",
+            b"3 \r\n",
+        ];
+        for line in ok {
+            let mut input = line.to_vec();
+            input.extend_from_slice(b"abc\r\n0\r\n\r\n");
+            decode_split(&input, 0)
+                .unwrap_or_else(|e| panic!("{:?}: {e}", String::from_utf8_lossy(line)));
+        }
+        let bad: &[&[u8]] = &[
+            b"3;bad ext\r\n",
+            b"3;=v\r\n",
+            b"3;a=\r\n",
+            b"3;a=b c\r\n",
+            b"3;\r\n",
+            b"3;a=\"open\r\n",
+        ];
+        for line in bad {
+            let mut d = ChunkedDecoder::default();
+            assert!(
+                d.feed(line, |_| {}).is_err(),
+                "{:?} accepted",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
