@@ -1,6 +1,9 @@
 //! End-to-end: bad requests, smuggling shapes, slow clients, and failing
 //! upstreams each get the right status and never take the worker down.
 
+// Tests time real sockets; the clock rule is for the data path.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::io::Write;

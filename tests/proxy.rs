@@ -1,5 +1,8 @@
 //! End-to-end: DAO in front of real backends, driven by a raw client.
 
+// Test backends share state across threads; the lock rule is for the data path.
+#![allow(clippy::disallowed_types)]
+
 mod common;
 
 use std::io::{Read, Write};

@@ -8,13 +8,16 @@
 
 use crate::memory::{HostMatch, Route};
 
+/// A header name (lower case) and the value it must have.
+type HeaderMatch = (Box<[u8]>, Box<[u8]>);
+
 #[derive(Debug)]
 struct Entry {
     route: usize,
     host: HostMatch,
     prefix: Box<[u8]>,
     methods: Box<[Box<[u8]>]>,
-    headers: Box<[(Box<[u8]>, Box<[u8]>)]>,
+    headers: Box<[HeaderMatch]>,
 }
 
 /// A compiled route table.

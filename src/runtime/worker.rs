@@ -160,7 +160,7 @@ async fn watch(worker: &Worker, stop: &AtomicBool) {
     while !stop.load(Ordering::Relaxed) {
         monoio::time::sleep(TICK).await;
         ticks = ticks.wrapping_add(1);
-        if ticks % 10 == 0 {
+        if ticks.is_multiple_of(10) {
             worker.pool.sweep(clock::now());
         }
     }

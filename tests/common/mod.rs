@@ -1,6 +1,6 @@
 //! Test harness: real backends on 127.0.0.1:0 (std threads), a raw HTTP/1.1
 //! client, and DAO started in-process on its own port.
-#![allow(dead_code, clippy::disallowed_types)]
+#![allow(dead_code, unreachable_pub, clippy::disallowed_types)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

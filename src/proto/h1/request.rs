@@ -167,10 +167,8 @@ fn finish(buf: &[u8], head: &mut RequestHead) -> Result<Option<()>, RequestParse
                     }
                 }
             }
-            HeaderKind::Expect => {
-                if value.eq_ignore_ascii_case(b"100-continue") {
-                    head.expect_continue = true;
-                }
+            HeaderKind::Expect if value.eq_ignore_ascii_case(b"100-continue") => {
+                head.expect_continue = true;
             }
             _ => {}
         }

@@ -1,0 +1,172 @@
+//! The `dao` binary: check, demo, running a config file, graceful stop.
+
+// Tests time real sockets; the clock rule is for the data path.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn dao() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_dao"))
+}
+
+/// Starts the binary and reads the address from its first line.
+fn spawn(args: &[&str]) -> (Child, SocketAddr) {
+    let mut child = dao()
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .parse()
+        .unwrap();
+    // Keep draining stdout so the child never blocks on it.
+    std::thread::spawn(move || for _ in out.lines() {});
+    (child, addr)
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    None
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn check_reports_field_errors_and_summaries() {
+    let dir = std::env::temp_dir().join(format!("dao-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nworkers = 0\n[[routes.rule]]\nname = \"r\"\npolicy = \"resonant\"\n",
+    )
+    .unwrap();
+    let out = dao()
+        .args(["check", "--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.workers: 0 is out of range"), "{err}");
+    assert!(
+        err.contains("routes.rule[0].policy: policy \"resonant\" is not supported yet"),
+        "{err}"
+    );
+
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/dao.toml");
+    let out = dao().args(["check", "--config", good]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 route(s)"), "{text}");
+
+    // Running with a bad config refuses to start.
+    let out = dao()
+        .args(["--config", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn demo_serves_on_its_own() {
+    let (mut child, addr) = spawn(&["demo", "--bind", "127.0.0.1:0", "--workers", "1"]);
+    let mut c = Client::connect(addr);
+    let r = c.get("/a/hello");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.text().starts_with("demo-a answered: GET /a/hello"),
+        "{}",
+        r.text()
+    );
+    let r = c.get("/stream");
+    assert!(r.text().contains("chunk 5 of 5"));
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let backend = Backend::start(|_, s| {
+        std::thread::sleep(Duration::from_millis(700));
+        respond(s, 200, &[], b"finished");
+        After::KeepAlive
+    });
+    let dir = std::env::temp_dir().join(format!("dao-term-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dao.toml");
+    std::fs::write(
+        &path,
+        config(2, "shutdown_timeout = \"5s\"", &[backend.addr]),
+    )
+    .unwrap();
+    let (mut child, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    let mut idle = Client::connect(addr);
+    assert_eq!(idle.get("/warm").status, 200);
+    let mut c = Client::connect(addr);
+    c.send(b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    sigterm(&child);
+    let r = c.read(false);
+    assert_eq!(r.text(), "finished");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    // Stopped: the idle connection is closed and nothing accepts.
+    assert!(idle.is_closed());
+    assert!(std::net::TcpStream::connect(addr).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn shutdown_timeout_bounds_the_wait() {
+    let backend = Backend::start(|_, s| {
+        std::thread::sleep(Duration::from_secs(5));
+        respond(s, 200, &[], b"too late");
+        After::KeepAlive
+    });
+    let dir = std::env::temp_dir().join(format!("dao-term2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dao.toml");
+    std::fs::write(
+        &path,
+        config(1, "shutdown_timeout = \"300ms\"", &[backend.addr]),
+    )
+    .unwrap();
+    let (mut child, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    let mut c = Client::connect(addr);
+    c.send(b"GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(4)), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
