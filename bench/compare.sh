@@ -5,7 +5,7 @@
 # bench/results/.
 #
 #   bash bench/compare.sh            # RUNS=5 DURATION=10s CONNS=64 by default
-#   RUNS=3 DURATION=5s bash bench/compare.sh
+#   RUNS=3 DURATION=5s TARGETS="dao nginx" bash bench/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
@@ -13,6 +13,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+TARGETS=${TARGETS:-dao nginx haproxy direct}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx || ! need haproxy; then
@@ -109,7 +110,7 @@ run() { # name port → req/s
 declare -A results
 for name in dao nginx haproxy direct; do results[$name]=""; done
 for round in $(seq "$RUNS"); do
-  for name in dao nginx haproxy direct; do
+  for name in $TARGETS; do
     case $name in dao) p=$dport;; nginx) p=$nport;; haproxy) p=$hport;; direct) p=$bport;; esac
     r=$(run "$name" "$p")
     results[$name]="${results[$name]} $r"
@@ -136,7 +137,7 @@ out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD 2>/dev/null
   echo
   echo "| target | median req/s | spread | DAO / target |"
   echo "|---|---:|---|---:|"
-  for name in dao nginx haproxy direct; do
+  for name in $TARGETS; do
     m=$(echo "${results[$name]}" | median)
     echo "| $name | $m | $(echo "${results[$name]}" | spread) | $(awk -v a="$dao_m" -v b="$m" 'BEGIN {printf "%.2f", a/b}') |"
   done

@@ -16,7 +16,11 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { addr: "127.0.0.1:0".parse().map_err(|_| "addr")?, cpu: None, size: 13 };
+    let mut args = Args {
+        addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
+        cpu: None,
+        size: 13,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -39,13 +43,22 @@ fn main() {
         }
     };
     if let Some(cpu) = args.cpu {
-        if let Some(core) = core_affinity::get_core_ids().and_then(|ids| ids.into_iter().find(|c| c.id == cpu)) {
+        if let Some(core) =
+            core_affinity::get_core_ids().and_then(|ids| ids.into_iter().find(|c| c.id == cpu))
+        {
             core_affinity::set_for_current(core);
         }
     }
-    let body = if args.size == 13 { b"Hello, World!".to_vec() } else { vec![b'x'; args.size] };
-    let mut response = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len())
-        .into_bytes();
+    let body = if args.size == 13 {
+        b"Hello, World!".to_vec()
+    } else {
+        vec![b'x'; args.size]
+    };
+    let mut response = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
     response.extend_from_slice(&body);
     let response: &'static [u8] = Box::leak(response.into_boxed_slice());
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
@@ -69,7 +82,9 @@ async fn serve(mut stream: TcpStream, response: &'static [u8]) {
     loop {
         let len = buf.len();
         let cap = buf.capacity();
-        let (res, slice) = stream.read(monoio::buf::IoBufMut::slice_mut(buf, len..cap)).await;
+        let (res, slice) = stream
+            .read(monoio::buf::IoBufMut::slice_mut(buf, len..cap))
+            .await;
         buf = slice.into_inner();
         match res {
             Ok(0) | Err(_) => return,

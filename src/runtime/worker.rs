@@ -83,10 +83,7 @@ pub(crate) fn run(
             tracing::warn!(worker = id, core = core.id, "could not pin the worker");
         }
     }
-    let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-    {
+    let mut runtime = match build_runtime() {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(worker = id, error = %e, "cannot start the worker's runtime");
@@ -127,6 +124,33 @@ pub(crate) fn run(
         drain(&worker).await;
         worker.pool.stats()
     })
+}
+
+/// A worker's runtime type: io_uring, or epoll where io_uring is missing.
+type Runtime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// The worker's runtime: io_uring when the kernel has it. The ring is only
+/// ever touched by this thread, which lets the kernel skip the work of
+/// waking other threads for completions (COOP_TASKRUN, SINGLE_ISSUER);
+/// kernels without those flags get a plain ring.
+fn build_runtime() -> std::io::Result<Runtime> {
+    let mut ring = io_uring::IoUring::builder();
+    ring.setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .setup_single_issuer();
+    let tuned = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .uring_builder(ring)
+        .enable_timer()
+        .build();
+    match tuned {
+        Ok(r) => Ok(r),
+        Err(_) => monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+            .enable_timer()
+            .build(),
+    }
 }
 
 async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
