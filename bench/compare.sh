@@ -14,6 +14,7 @@ CONNS=${CONNS:-64}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 TARGETS=${TARGETS:-dao nginx haproxy direct}
+DAO_BIN=${DAO_BIN:-./target/release/dao}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx || ! need haproxy; then
@@ -50,7 +51,7 @@ name = "bench"
   name = "backend"
   url = "http://$backend"
 CONF
-taskset -c "$PROXY_CPU" ./target/release/dao --config "$work/dao.toml" > /dev/null 2> "$work/dao.log" &
+taskset -c "$PROXY_CPU" "$DAO_BIN" --config "$work/dao.toml" > /dev/null 2> "$work/dao.log" &
 pids+=($!)
 
 # nginx: one worker, upstream keep-alive.
