@@ -92,10 +92,18 @@ fn check(path: Option<PathBuf>) -> ExitCode {
                 c.pools.len()
             );
             for r in &c.routes {
-                let names: Vec<&str> = r.upstreams.iter().map(|u| u.name.as_str()).collect();
+                let ups: Vec<String> = r
+                    .upstreams
+                    .iter()
+                    .map(|u| format!("{} ({}, weight {})", u.name, u.addr, u.weight))
+                    .collect();
                 println!(
-                    "  route {:?}: {:?} {} → {:?} ({:?})",
-                    r.name, r.host, r.path_prefix, names, r.policy
+                    "  route {:?}: {} {} [{}] → {}",
+                    r.name,
+                    r.host,
+                    r.path_prefix,
+                    r.policy,
+                    ups.join(", ")
                 );
             }
             ExitCode::SUCCESS

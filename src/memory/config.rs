@@ -66,6 +66,16 @@ pub enum HostMatch {
     Suffix(String),
 }
 
+impl std::fmt::Display for HostMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostMatch::Any => f.write_str("any host"),
+            HostMatch::Exact(h) => f.write_str(h),
+            HostMatch::Suffix(s) => write!(f, "*{s}"),
+        }
+    }
+}
+
 /// Load-balancing policy of a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
@@ -73,6 +83,15 @@ pub enum Policy {
     RoundRobin,
     /// Smooth weighted round robin (as nginx's).
     Weighted,
+}
+
+impl std::fmt::Display for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::Weighted => "weighted",
+        })
+    }
 }
 
 /// One `[[routes.rule]]`.
