@@ -205,3 +205,35 @@ fn worker_survives_a_storm_of_bad_input() {
     assert_eq!(c.get("/").text(), "fine");
     dao.shutdown();
 }
+
+#[test]
+fn unanswered_connect_gets_504() {
+    // A listener with a full accept queue drops new SYNs: connecting hangs.
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.listen(0).unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let dao = start(&config(1, "[proxy]\nconnect_timeout = \"300ms\"", &[addr]));
+    let mut c = Client::connect(dao.local_addr());
+    let started = Instant::now();
+    assert_eq!(c.get("/").status, 504);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(fillers);
+    dao.shutdown();
+}
