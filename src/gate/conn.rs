@@ -116,9 +116,13 @@ impl Conn {
     }
 
     /// After an error reply, the connection can stay open only when the
-    /// request had no body still to be read.
+    /// request had no body still to be read, and was not HEAD (the canned
+    /// page has a body that a HEAD client would take for the next response).
     fn must_close_on_error(&self) -> bool {
-        !self.head.keep_alive || self.worker.stopping.get() || self.head.body != BodyKind::Empty
+        !self.head.keep_alive
+            || self.worker.stopping.get()
+            || self.head.body != BodyKind::Empty
+            || self.head.is_head
     }
 
     /// Sends an error page; keeps the connection when allowed (the

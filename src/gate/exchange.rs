@@ -107,7 +107,8 @@ impl Exchange {
             }
         }
         let mut sent = write_all(&mut up, &mut bufs.out, proxy.read_timeout).await;
-        if sent.is_err() && reused && replayable {
+        // (A timed-out write took the buffer with it: no retry then.)
+        if matches!(sent, Err(IoFail::Eof | IoFail::Io(_))) && reused && replayable {
             up = match connect(&worker, upstream).await {
                 Ok(s) => s,
                 Err(e) => return Outcome::Failed(e),
