@@ -15,6 +15,7 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 TARGETS=${TARGETS:-dao nginx haproxy direct}
 DAO_BIN=${DAO_BIN:-./target/release/dao}
+IDLE_CONNS=${IDLE_CONNS:-3000}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx || ! need haproxy; then
@@ -53,6 +54,7 @@ name = "bench"
 CONF
 taskset -c "$PROXY_CPU" "$DAO_BIN" --config "$work/dao.toml" > /dev/null 2> "$work/dao.log" &
 pids+=($!)
+dao_pid=$!
 
 # nginx: one worker, upstream keep-alive.
 nport=$(free_port)
@@ -80,6 +82,7 @@ http {
 CONF
 taskset -c "$PROXY_CPU" nginx -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+nginx_pid=$!
 
 # HAProxy: one thread, connection reuse.
 hport=$(free_port)
@@ -101,6 +104,7 @@ backend be
 CONF
 taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -q &
 pids+=($!)
+haproxy_pid=$!
 
 wait_port "$dport"; wait_port "$nport"; wait_port "$hport"
 
@@ -119,12 +123,9 @@ for round in $(seq "$RUNS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.0f", m}'; }
-spread() { tr ' ' '\n' | grep -v '^$' | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f–%.0f", lo, hi}'; }
+median() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk '{a[NR]=$1} END {m=(NR%2)?a[(NR+1)/2]:(a[NR/2]+a[NR/2+1])/2; printf "%.0f", m}'; }
+spread() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%.0f–%.0f", lo, hi}'; }
 dao_m=$(echo "${results[dao]}" | median)
-ngx_m=$(echo "${results[nginx]}" | median)
-hap_m=$(echo "${results[haproxy]}" | median)
-dir_m=$(echo "${results[direct]}" | median)
 
 mkdir -p bench/results
 out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit)-compare.md"
@@ -142,5 +143,15 @@ out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD 2>/dev/null
     m=$(echo "${results[$name]}" | median)
     echo "| $name | $m | $(echo "${results[$name]}" | spread) | $(awk -v a="$dao_m" -v b="$m" 'BEGIN {printf "%.2f", a/b}') |"
   done
+  if [ "$IDLE_CONNS" -gt 0 ]; then
+    echo
+    echo "Memory per idle keep-alive connection ($IDLE_CONNS connections, one request each, then idle; RSS of the proxy's processes):"
+    echo
+    # nginx: master and worker; the master does not grow.
+    nginx_pids="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+    echo "- dao: $(python3 bench/idle_memory.py "127.0.0.1:$dport" "$IDLE_CONNS" $dao_pid)"
+    echo "- nginx: $(python3 bench/idle_memory.py "127.0.0.1:$nport" "$IDLE_CONNS" $nginx_pids)"
+    echo "- haproxy: $(python3 bench/idle_memory.py "127.0.0.1:$hport" "$IDLE_CONNS" $haproxy_pid)"
+  fi
 } | tee "$out"
 echo "written to $out" >&2

@@ -1,7 +1,7 @@
 //! End-to-end: DAO in front of real backends, driven by a raw client.
 
 // Test backends share state across threads; the lock rule is for the data path.
-#![allow(clippy::disallowed_types)]
+#![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
 mod common;
 
@@ -423,4 +423,33 @@ fn many_concurrent_clients_across_workers() {
     assert_eq!(backend.request_count(), 32 * 50);
     let stats = dao.shutdown();
     assert_eq!(stats.len(), 2);
+}
+
+#[test]
+fn idle_connections_park_and_wake() {
+    let backend = Backend::text("awake");
+    let dao = start(&config(
+        1,
+        "keepalive_timeout = \"2500ms\"",
+        &[backend.addr],
+    ));
+    let mut c = Client::connect(dao.local_addr());
+    assert_eq!(c.get("/").text(), "awake");
+    // Past the park threshold (1 s): the connection waits without buffers.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(c.get("/").text(), "awake");
+    // A request split across the park threshold still arrives whole.
+    c.send(b"GET / HTTP/1.1\r\n");
+    std::thread::sleep(Duration::from_millis(1200));
+    c.send(b"Host: h\r\n\r\n");
+    assert_eq!(c.read(false).text(), "awake");
+    // The keep-alive timeout still holds for parked connections.
+    let started = std::time::Instant::now();
+    assert!(c.is_closed());
+    let waited = started.elapsed();
+    assert!(
+        waited > Duration::from_millis(1000) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    dao.shutdown();
 }

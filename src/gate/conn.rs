@@ -6,13 +6,17 @@
 //! with it, and pipelined requests behind it.
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use monoio::io::Canceller;
 
 use monoio::net::TcpStream;
 
 use super::exchange::{self, Exchange};
-use super::io::{read_more, write_static, IoFail};
+use super::io::{read_more, read_or_give_up, within, write_static, IoFail};
 use crate::align::router::Target;
 use crate::clock;
 use crate::error::ProxyError;
@@ -26,10 +30,52 @@ const INITIAL_BUF: usize = 4096;
 pub(crate) enum Next {
     KeepAlive,
     Close,
+    /// Idle past `PARK_AFTER`: hand the socket to a parked wait.
+    Park,
 }
 
-/// Serves one client connection until it closes.
-pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
+/// After this long without a byte, an idle client connection gives back
+/// its buffers and request state and waits for readability (no buffer) in
+/// a small task of its own; busy keep-alive connections never get there.
+const PARK_AFTER: Duration = Duration::from_secs(1);
+
+/// A client connection idle past `PARK_AFTER`.
+pub(crate) struct Parked {
+    client: TcpStream,
+    peer: SocketAddr,
+    /// What is left of the keep-alive timeout.
+    idle_left: Duration,
+}
+
+/// Serves one client connection (panics stay in it), parking it while idle.
+pub(crate) async fn connection(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
+    let id = worker.id;
+    let served = AssertUnwindSafe(serve(client, peer, worker.clone()))
+        .catch_unwind()
+        .await;
+    match served {
+        Ok(Some(parked)) => {
+            // A separate, small task: this one (and its large future) ends.
+            monoio::spawn(park(parked, worker));
+        }
+        Ok(None) => {}
+        // The panic hook has printed the message; the worker goes on.
+        Err(_) => {
+            tracing::error!(worker = id, %peer, "connection task panicked; connection closed")
+        }
+    }
+}
+
+async fn park(p: Parked, worker: Rc<Worker>) {
+    if let Some(Ok(())) = within(p.idle_left, p.client.readable(false)).await {
+        if !worker.stopping.get() {
+            monoio::spawn(connection(p.client, p.peer, worker));
+        }
+    }
+}
+
+/// Serves requests until the connection closes (`None`) or idles.
+async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Option<Parked> {
     let _ = client.set_nodelay(true);
     let mut conn = Conn {
         client,
@@ -37,9 +83,28 @@ pub(crate) async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker
         down: Vec::with_capacity(INITIAL_BUF),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
+        canceller: Canceller::new(),
         worker,
     };
-    while let Next::KeepAlive = conn.one().await {}
+    loop {
+        match conn.one().await {
+            Next::KeepAlive => {}
+            Next::Close => return None,
+            Next::Park => {
+                let idle_left = conn
+                    .worker
+                    .config
+                    .server
+                    .keepalive_timeout
+                    .saturating_sub(PARK_AFTER);
+                return Some(Parked {
+                    client: conn.client,
+                    peer,
+                    idle_left,
+                });
+            }
+        }
+    }
 }
 
 pub(crate) struct Conn {
@@ -48,7 +113,18 @@ pub(crate) struct Conn {
     pub(crate) down: Vec<u8>,
     pub(crate) head: RequestHead,
     pub(crate) resp: ResponseHead,
+    canceller: Canceller,
     pub(crate) worker: Rc<Worker>,
+}
+
+/// Why no request head was read.
+enum HeadError {
+    /// Close quietly (EOF, idle timeout, stopping).
+    Close,
+    /// Idle: park the connection.
+    Park,
+    /// Answer with this status, then close.
+    Reply(u16),
 }
 
 /// Counts a request in flight for graceful shutdown, even across a panic.
@@ -72,8 +148,9 @@ impl Conn {
     async fn one(&mut self) -> Next {
         match self.read_head().await {
             Ok(()) => {}
-            Err(None) => return Next::Close,
-            Err(Some(status)) => return self.reply_error(status, true).await,
+            Err(HeadError::Close) => return Next::Close,
+            Err(HeadError::Park) => return Next::Park,
+            Err(HeadError::Reply(status)) => return self.reply_error(status, true).await,
         }
         let _in_flight = InFlight::new(&self.worker);
         let w = self.worker.clone();
@@ -149,8 +226,7 @@ impl Conn {
     }
 
     /// Reads until `down` starts with a complete head.
-    /// `Err(None)`: close quietly; `Err(Some(status))`: answer, then close.
-    async fn read_head(&mut self) -> Result<(), Option<u16>> {
+    async fn read_head(&mut self) -> Result<(), HeadError> {
         let server = &self.worker.config.server;
         let (limit, header_timeout, idle_timeout) = (
             server.max_header_bytes,
@@ -161,22 +237,24 @@ impl Conn {
         loop {
             if !self.down.is_empty() {
                 match parse_request(&self.down, &mut self.head) {
-                    Ok(Some(())) if self.head.head_len > limit => return Err(Some(431)),
+                    Ok(Some(())) if self.head.head_len > limit => {
+                        return Err(HeadError::Reply(431))
+                    }
                     Ok(Some(())) => return Ok(()),
-                    Ok(None) if self.down.len() >= limit => return Err(Some(431)),
+                    Ok(None) if self.down.len() >= limit => return Err(HeadError::Reply(431)),
                     Ok(None) => {}
-                    Err(e) => return Err(Some(e.status())),
+                    Err(e) => return Err(HeadError::Reply(e.status())),
                 }
                 // The slowloris clock starts with the head's first byte.
                 deadline.get_or_insert_with(|| clock::now() + header_timeout);
             } else if self.worker.stopping.get() {
-                return Err(None);
+                return Err(HeadError::Close);
             }
             let wait = match deadline {
                 None => idle_timeout,
                 Some(d) => match d.checked_duration_since(clock::now()) {
                     Some(left) if !left.is_zero() => left,
-                    _ => return Err(Some(408)),
+                    _ => return Err(HeadError::Reply(408)),
                 },
             };
             if self.down.len() == self.down.capacity() {
@@ -184,10 +262,24 @@ impl Conn {
                 self.down
                     .reserve(grow.min(limit + 1 - self.down.len().min(limit)));
             }
+            if deadline.is_none() && self.down.is_empty() && idle_timeout > PARK_AFTER {
+                // Between requests: a long wait parks the connection.
+                let read = read_or_give_up(
+                    &mut self.client,
+                    &mut self.down,
+                    PARK_AFTER,
+                    &mut self.canceller,
+                );
+                match read.await {
+                    Ok(_) => continue,
+                    Err(IoFail::Timeout) => return Err(HeadError::Park),
+                    Err(_) => return Err(HeadError::Close),
+                }
+            }
             match read_more(&mut self.client, &mut self.down, wait).await {
                 Ok(_) => {}
-                Err(IoFail::Timeout) if deadline.is_some() => return Err(Some(408)),
-                Err(_) => return Err(None),
+                Err(IoFail::Timeout) if deadline.is_some() => return Err(HeadError::Reply(408)),
+                Err(_) => return Err(HeadError::Close),
             }
         }
     }

@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 
 /// Why a socket operation did not complete.
@@ -38,7 +38,7 @@ impl IoFail {
 /// Both futures are pinned where they stand, so the io_uring operation's
 /// future is not moved again once built (monoio's `timeout` wrapper moves
 /// it twice, which showed up as memcpy in callgrind profiles).
-async fn within<F: Future>(limit: Duration, op: F) -> Option<F::Output> {
+pub(crate) async fn within<F: Future>(limit: Duration, op: F) -> Option<F::Output> {
     let mut op = pin!(op);
     let mut sleep = pin!(monoio::time::sleep(limit));
     poll_fn(|cx| {
@@ -73,6 +73,45 @@ pub(crate) async fn read_more(
                 Err(e) => Err(IoFail::Io(e)),
             }
         }
+    }
+}
+
+/// Reads once, appending to `buf`, for at most `limit`. When the time
+/// runs out the read is cancelled *and awaited*, so bytes that raced the
+/// cancellation are kept: `Err(IoFail::Timeout)` here means nothing was
+/// read and `buf` is intact (unlike [`read_more`], whose buffer goes with
+/// the dropped operation).
+pub(crate) async fn read_or_give_up(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    limit: Duration,
+    canceller: &mut Canceller,
+) -> Result<usize, IoFail> {
+    let owned = std::mem::take(buf);
+    let (len, cap) = (owned.len(), owned.capacity());
+    let handle = canceller.handle();
+    let mut op = pin!(stream.cancelable_read(owned.slice_mut(len..cap), handle));
+    let mut sleep = pin!(monoio::time::sleep(limit));
+    let mut fired = false;
+    let (res, slice) = poll_fn(|cx| {
+        if let Poll::Ready(done) = op.as_mut().poll(cx) {
+            return Poll::Ready(done);
+        }
+        if !fired && sleep.as_mut().poll(cx).is_ready() {
+            fired = true;
+            // The read now completes, cancelled or with data, and wakes us.
+            *canceller = std::mem::take(canceller).cancel();
+        }
+        Poll::Pending
+    })
+    .await;
+    *buf = slice.into_inner();
+    match res {
+        Ok(0) => Err(IoFail::Eof),
+        Ok(n) => Ok(n),
+        // ECANCELED: the deadline passed with nothing read.
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Err(IoFail::Timeout),
+        Err(e) => Err(IoFail::Io(e)),
     }
 }
 

@@ -6,4 +6,4 @@ mod exchange;
 mod io;
 pub mod listener;
 
-pub(crate) use conn::serve;
+pub(crate) use conn::connection;

@@ -3,13 +3,11 @@
 //! another core except the read-only config.
 
 use std::cell::{Cell, RefCell};
-use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::FutureExt;
 use monoio::net::TcpListener;
 
 use crate::align::Balancer;
@@ -19,8 +17,9 @@ use crate::upstream::pool::{Pool, PoolStats};
 
 /// Capacity of the buffers lent to exchanges.
 const BUF_SIZE: usize = 16 * 1024;
-/// Spare buffers kept per worker.
-const MAX_SPARE: usize = 1024;
+/// Spare buffers kept per worker: enough for the exchanges in flight on a
+/// busy core (two each), few enough not to hold memory after a burst.
+const MAX_SPARE: usize = 128;
 /// How often the stop flag and idle pools are looked at.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -157,17 +156,7 @@ async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let worker = worker.clone();
-                monoio::spawn(async move {
-                    let id = worker.id;
-                    let served = AssertUnwindSafe(crate::gate::serve(stream, peer, worker))
-                        .catch_unwind()
-                        .await;
-                    if served.is_err() {
-                        // The panic hook has printed the message; the worker goes on.
-                        tracing::error!(worker = id, %peer, "connection task panicked; connection closed");
-                    }
-                });
+                monoio::spawn(crate::gate::connection(stream, peer, worker.clone()));
             }
             Err(e) => {
                 // Out of descriptors and the like: back off briefly.
