@@ -10,6 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-2000}
 N2=${N2:-12000}
+# One connection: every request takes the same path through the event loop,
+# so the count repeats from run to run (more connections batch unevenly).
+CONNS=${CONNS:-1}
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need valgrind || ! need wrk || ! need nginx; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind wrk nginx-light >/dev/null
@@ -38,7 +41,7 @@ dao_ir() { # N → Ir
     ./target/release/dao --config "$work/dao.toml" --exit-after-requests "$1" >/dev/null 2>"$work/dao.$1.log" &
   local pid=$!
   wait_port "$port"
-  taskset -c 1 wrk -t1 -c8 -d600s "http://127.0.0.1:$port/" >/dev/null 2>&1 &
+  taskset -c 1 wrk -t1 -c"$CONNS" -d600s "http://127.0.0.1:$port/" >/dev/null 2>&1 &
   local wrk=$!
   wait "$pid" || true
   kill "$wrk" 2>/dev/null || true; wait "$wrk" 2>/dev/null || true
@@ -62,7 +65,7 @@ CONF
   local pid=$!
   wait_port "$port"
   local reqs
-  reqs=$(taskset -c 1 wrk -t1 -c8 -d"$1"s "http://127.0.0.1:$port/" 2>/dev/null | awk '/requests in/ {print $1}')
+  reqs=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"$1"s "http://127.0.0.1:$port/" 2>/dev/null | awk '/requests in/ {print $1}')
   kill -QUIT "$pid"; wait "$pid" || true
   echo "$(total "$work/nginx.$1.out") $reqs"
 }

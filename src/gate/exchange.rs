@@ -4,6 +4,7 @@
 //! sides ended cleanly.
 
 use std::rc::Rc;
+use std::time::Duration;
 
 use monoio::net::TcpStream;
 
@@ -174,7 +175,10 @@ impl Exchange {
         (mut can_retry, upstream): (bool, &Upstream),
     ) -> Outcome {
         let proxy = &worker.config.proxy;
-        let deadline = clock::now() + proxy.response_timeout;
+        // The first wait gets the whole timeout; only a head that needs more
+        // reads pays for reading the clock again.
+        let started = clock::now();
+        let mut left = proxy.response_timeout;
         loop {
             if !bufs.up.is_empty() {
                 match parse_response(&bufs.up, conn.head.is_head, resp) {
@@ -209,16 +213,21 @@ impl Exchange {
                     }
                 }
             }
-            let Some(left) = deadline
-                .checked_duration_since(clock::now())
-                .filter(|d| !d.is_zero())
-            else {
-                return Outcome::Failed(ProxyError::UpstreamTimeout);
-            };
+            if left.is_zero() {
+                left = proxy
+                    .response_timeout
+                    .saturating_sub(clock::now().saturating_duration_since(started));
+                if left.is_zero() {
+                    return Outcome::Failed(ProxyError::UpstreamTimeout);
+                }
+            }
             if bufs.up.len() == bufs.up.capacity() {
                 bufs.up.reserve(bufs.up.capacity().max(4096));
             }
-            match read_more(up, &mut bufs.up, left).await {
+            let read = read_more(up, &mut bufs.up, left).await;
+            // Any further read of this head gets what is left of the timeout.
+            left = Duration::ZERO;
+            match read {
                 Ok(_) => {}
                 Err(IoFail::Timeout) => return Outcome::Failed(ProxyError::UpstreamTimeout),
                 Err(e) if can_retry && bufs.up.is_empty() => {
