@@ -16,6 +16,7 @@
 //! take bytes and return decisions, so they are tested and fuzzed directly.
 
 pub mod align;
+mod alloc;
 pub mod clock;
 pub mod demo;
 pub mod error;

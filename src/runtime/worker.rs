@@ -167,7 +167,8 @@ async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
     }
 }
 
-/// Returns when the stop flag is set; sweeps idle upstream connections.
+/// Returns when the stop flag is set; once a second, sweeps idle upstream
+/// connections and hands freed memory back.
 async fn watch(worker: &Worker, stop: &AtomicBool) {
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
@@ -175,6 +176,7 @@ async fn watch(worker: &Worker, stop: &AtomicBool) {
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(10) {
             worker.pool.sweep(clock::now());
+            crate::alloc::collect();
         }
     }
 }
