@@ -6,6 +6,7 @@
 #
 #   bash bench/compare.sh            # RUNS=5 DURATION=10s CONNS=64 by default
 #   RUNS=3 DURATION=5s TARGETS="dao nginx" bash bench/compare.sh
+#   SIZE=16384 bash bench/compare.sh; SIZE=1048576 bash bench/compare.sh; NEWCONN=1 bash bench/compare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
@@ -16,6 +17,8 @@ LOAD_CPU=${LOAD_CPU:-1}
 TARGETS=${TARGETS:-dao nginx haproxy direct}
 DAO_BIN=${DAO_BIN:-./target/release/dao}
 IDLE_CONNS=${IDLE_CONNS:-3000}
+SIZE=${SIZE:-13}          # response body bytes (13, 16384, 1048576, ...)
+NEWCONN=${NEWCONN:-0}     # 1: a new client connection per request
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need wrk || ! need nginx || ! need haproxy; then
@@ -32,7 +35,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
 # Backend.
-taskset -c "$LOAD_CPU" ./target/release/dao-bench-backend --cpu "$LOAD_CPU" > "$work/backend.addr" &
+taskset -c "$LOAD_CPU" ./target/release/dao-bench-backend --cpu "$LOAD_CPU" --size "$SIZE" > "$work/backend.addr" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/backend.addr" ] && break; sleep 0.05; done
 backend=$(head -1 "$work/backend.addr")
@@ -108,8 +111,10 @@ haproxy_pid=$!
 
 wait_port "$dport"; wait_port "$nport"; wait_port "$hport"
 
+wrk_extra=()
+[ "$NEWCONN" = 1 ] && wrk_extra=(-H "Connection: close")
 run() { # name port → req/s
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$2/" 2>/dev/null \
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "${wrk_extra[@]}" "http://127.0.0.1:$2/" 2>/dev/null \
     | awk '/Requests\/sec/ {print $2}'
 }
 declare -A results
@@ -128,9 +133,10 @@ spread() { tr ' ' '\n' | { grep -v '^$' || true; } | sort -g | awk 'NR==1{lo=$1}
 dao_m=$(echo "${results[dao]}" | median)
 
 mkdir -p bench/results
-out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit)-compare.md"
+out="bench/results/$(date -u +%Y-%m-%d)-$(git rev-parse --short HEAD 2>/dev/null || echo nogit)-compare-${SIZE}B$([ "$NEWCONN" = 1 ] && echo -newconn || true).md"
 {
-  echo "# DAO vs nginx vs HAProxy, HTTP/1.1 keep-alive, small response"
+  conn_kind=$([ "$NEWCONN" = 1 ] && echo "a new connection per request" || echo "keep-alive")
+  echo "# DAO vs nginx vs HAProxy, HTTP/1.1 $conn_kind, $SIZE-byte responses"
   echo
   echo "- date: $(date -u +%FT%TZ); commit: $(git rev-parse --short HEAD 2>/dev/null || echo none)"
   echo "- machine: $(nproc) cores, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
