@@ -89,7 +89,7 @@ impl Exchange {
         let replayable = conn.head.idempotent && req_body.is_done();
 
         let proxy = &worker.config.proxy;
-        let (mut up, mut reused) = match worker.pool.take(upstream.pool, clock::now()) {
+        let (mut up, mut reused) = match worker.pool.take(upstream.pool, worker.coarse_now.get()) {
             Some(s) => (s, true),
             None => match connect(&worker, upstream).await {
                 Ok(s) => (s, false),
@@ -159,7 +159,7 @@ impl Exchange {
         conn.resp = resp;
         if let Outcome::Done { reuse: true, .. } = &outcome {
             if conn.resp.keep_alive && !worker.stopping.get() {
-                worker.pool.put(upstream.pool, up, clock::now());
+                worker.pool.put(upstream.pool, up, worker.coarse_now.get());
             }
         }
         outcome

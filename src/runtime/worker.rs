@@ -33,6 +33,9 @@ pub(crate) struct Worker {
     pub(crate) in_flight: Cell<usize>,
     /// Shutting down: no new requests on kept-alive connections.
     pub(crate) stopping: Cell<bool>,
+    /// The time, refreshed every tick (100 ms): good enough for pool idle
+    /// times and the response deadline, and free to read per request.
+    pub(crate) coarse_now: Cell<std::time::Instant>,
     /// Responses finished (or failed) so far.
     handled: Cell<u64>,
     exit_after: Option<u64>,
@@ -109,6 +112,7 @@ pub(crate) fn run(
             stopping: Cell::new(false),
             spare: RefCell::new(Vec::new()),
             handled: Cell::new(0),
+            coarse_now: Cell::new(clock::now()),
             exit_after,
             stop: stop.clone(),
             config,
@@ -173,6 +177,7 @@ async fn watch(worker: &Worker, stop: &AtomicBool) {
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
         monoio::time::sleep(TICK).await;
+        worker.coarse_now.set(clock::now());
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(10) {
             worker.pool.sweep(clock::now());
