@@ -91,9 +91,13 @@ pub struct Args {
     #[arg(long, value_name = "PEM")]
     pub cacert: Option<PathBuf>,
 
-    /// HTTP/2 (not supported yet: rejected).
+    /// HTTP/2: h2c with prior knowledge for http://, ALPN h2 for https://.
     #[arg(long)]
     pub http2: bool,
+
+    /// HTTP/2: concurrent streams per connection.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
 
     /// HTTP/3 (not supported yet: rejected).
     #[arg(long)]

@@ -10,6 +10,7 @@ use monoio::net::TcpStream;
 use monoio_rustls::ClientTlsStream;
 
 use crate::clock;
+use crate::http2;
 use crate::plan::Protocol;
 use crate::schedule::Timetable;
 use crate::session;
@@ -54,6 +55,8 @@ pub enum Outcome {
     End,
     /// The stream is gone (closed or failed, already counted): connect again.
     Reconnect,
+    /// The protocol handshake on a new stream failed: a connect failure.
+    ConnectFailed,
 }
 
 enum Stream {
@@ -84,21 +87,14 @@ pub async fn drive(w: Rc<Worker>, index: usize) {
             return;
         }
         let outcome = match connect(&w).await {
-            Some(Stream::Plain(s)) => {
-                w.connected();
-                serve(s, &w, &mut cur, &mut buf, attempt).await
-            }
-            Some(Stream::Tls(s)) => {
-                w.connected();
-                serve(*s, &w, &mut cur, &mut buf, attempt).await
-            }
-            None => {
-                connect_failed(&w, &mut cur).await;
-                Outcome::Reconnect
-            }
+            Some(Stream::Plain(s)) => serve(s, &w, &mut cur, &mut buf, attempt).await,
+            Some(Stream::Tls(s)) => serve(*s, &w, &mut cur, &mut buf, attempt).await,
+            None => Outcome::ConnectFailed,
         };
-        if outcome == Outcome::End {
-            return;
+        match outcome {
+            Outcome::End => return,
+            Outcome::Reconnect => {}
+            Outcome::ConnectFailed => connect_failed(&w, &mut cur).await,
         }
     }
 }
@@ -106,17 +102,19 @@ pub async fn drive(w: Rc<Worker>, index: usize) {
 /// Runs the protocol driver on an open stream.
 async fn serve<S>(
     s: S,
-    w: &Worker,
+    w: &Rc<Worker>,
     cur: &mut Cursor,
     buf: &mut Vec<u8>,
     attempt: Instant,
 ) -> Outcome
 where
-    S: AsyncReadRent + AsyncWriteRent + Split,
+    S: AsyncReadRent + AsyncWriteRent + Split + 'static,
 {
+    w.connected();
     match w.plan.protocol {
         Protocol::Http1 if w.plan.pipeline > 1 => session::pipelined(s, w, cur, buf).await,
         Protocol::Http1 => session::serial(s, w, cur, buf, attempt).await,
+        Protocol::Http2 => http2::session(s, w, cur).await,
     }
 }
 
@@ -133,6 +131,10 @@ async fn connect(w: &Worker) -> Option<Stream> {
             let left = deadline.saturating_duration_since(clock::now());
             let handshake = connector.connect(tls.server_name.clone(), tcp);
             let s = monoio::time::timeout(left, handshake).await.ok()?.ok()?;
+            if w.plan.protocol == Protocol::Http2 && s.alpn_protocol().as_deref() != Some(b"h2") {
+                // The server would not speak HTTP/2 on this connection.
+                return None;
+            }
             Some(Stream::Tls(Box::new(s)))
         }
         _ => Some(Stream::Plain(tcp)),

@@ -17,9 +17,12 @@
 
 pub mod cli;
 pub mod clock;
+pub mod compat;
 pub mod conn;
 pub mod h1;
+pub mod h2req;
 pub mod hgrm;
+pub mod http2;
 pub mod pacer;
 pub mod plan;
 pub mod plot;

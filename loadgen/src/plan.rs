@@ -12,6 +12,7 @@ use rustls::ClientConfig;
 use serde::Serialize;
 
 use crate::cli::{parse_cpus, Args};
+use crate::h2req::H2Requests;
 use crate::request::{RequestSet, RequestSpec};
 use crate::target::{Scheme, Target};
 use crate::tls;
@@ -19,13 +20,16 @@ use crate::tls;
 /// Most connections accepted (the machine's `ulimit -n` is about 20,000).
 const MAX_CONNECTIONS: usize = 1_000_000;
 
-/// The wire protocol a connection speaks. Only HTTP/1.1 exists so far; the
-/// connection driver dispatches on this so h2/h3 drivers can be added.
+/// The wire protocol a connection speaks. The connection driver dispatches
+/// on this; HTTP/3 is the one still to be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Protocol {
     /// HTTP/1.1 with keep-alive and optional pipelining.
     #[serde(rename = "http/1.1")]
     Http1,
+    /// HTTP/2 with concurrent streams.
+    #[serde(rename = "h2")]
+    Http2,
 }
 
 /// TLS settings of a run.
@@ -48,8 +52,12 @@ pub struct Plan {
     pub tls: Option<TlsPlan>,
     /// Wire protocol.
     pub protocol: Protocol,
-    /// Rendered requests.
+    /// Rendered requests (HTTP/1.1).
     pub requests: RequestSet,
+    /// Request templates (HTTP/2).
+    pub http2: Option<H2Requests>,
+    /// Concurrent streams per HTTP/2 connection.
+    pub streams: usize,
     /// Total connections.
     pub connections: usize,
     /// Worker threads.
@@ -101,6 +109,9 @@ pub struct ConfigSummary {
     pub warmup_s: f64,
     /// Pipelining depth.
     pub pipeline: usize,
+    /// HTTP/2 streams per connection.
+    #[serde(default)]
+    pub streams: usize,
     /// Keep-alive.
     pub keepalive: bool,
     /// Timeout seconds.
@@ -114,9 +125,6 @@ pub struct ConfigSummary {
 impl Plan {
     /// Validates the arguments of a load run.
     pub fn from_args(a: &Args) -> Result<Plan, String> {
-        if a.http2 {
-            return Err("HTTP/2 is not supported yet by dao-loadgen (HTTP/1.1 only)".into());
-        }
         if a.http3 {
             return Err(
                 "HTTP/3 is not supported yet by dao-loadgen (it waits on DAO's QUIC gate)".into(),
@@ -161,6 +169,18 @@ impl Plan {
         if a.no_keepalive && a.pipeline > 1 {
             return Err("--pipeline needs keep-alive (drop --no-keepalive)".into());
         }
+        if a.streams == 0 || a.streams > 10_000 {
+            return Err("--streams must be 1..=10000".into());
+        }
+        if a.http2 && (a.pipeline > 1 || a.no_keepalive) {
+            return Err(
+                "--http2 multiplexes streams: use --streams, not --pipeline or --no-keepalive"
+                    .into(),
+            );
+        }
+        if !a.http2 && a.streams > 1 {
+            return Err("--streams needs --http2".into());
+        }
         let cpus = thread_cpus(a)?;
         let headers = a
             .headers
@@ -199,6 +219,33 @@ impl Plan {
             body: &body,
             close: a.no_keepalive,
         })?;
+        let protocol = if a.http2 {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        let http2 = if a.http2 {
+            let authorities = if a.hosts.is_empty() {
+                vec![first.authority.clone()]
+            } else {
+                a.hosts.clone()
+            };
+            let scheme = match first.scheme {
+                Scheme::Http => "http",
+                Scheme::Https => "https",
+            };
+            Some(H2Requests::build(
+                scheme,
+                &a.method,
+                &paths,
+                &authorities,
+                &headers,
+                &body,
+            )?)
+        } else {
+            None
+        };
+        let alpn: &[u8] = if a.http2 { b"h2" } else { b"http/1.1" };
         let tls = match first.scheme {
             Scheme::Http => {
                 if a.insecure || a.cacert.is_some() {
@@ -207,7 +254,7 @@ impl Plan {
                 None
             }
             Scheme::Https => Some(TlsPlan {
-                config: tls::client_config(a.insecure, a.cacert.as_deref())?,
+                config: tls::client_config(a.insecure, a.cacert.as_deref(), alpn)?,
                 server_name: tls::server_name(&first.host)?,
             }),
         };
@@ -225,17 +272,20 @@ impl Plan {
             duration_s: a.duration.as_secs_f64(),
             warmup_s: a.warmup.as_secs_f64(),
             pipeline: a.pipeline,
+            streams: a.streams,
             keepalive: !a.no_keepalive,
             timeout_s: a.timeout.as_secs_f64(),
-            protocol: "http/1.1".into(),
+            protocol: if a.http2 { "h2" } else { "http/1.1" }.into(),
             tls: tls.is_some(),
         };
         Ok(Plan {
             targets,
             addr,
             tls,
-            protocol: Protocol::Http1,
+            protocol,
             requests,
+            http2,
+            streams: a.streams,
             connections: a.connections,
             threads: a.threads,
             cpus,
@@ -308,8 +358,11 @@ mod tests {
     fn rejects_what_is_not_built_or_wrong() {
         let url = "http://127.0.0.1:1/";
         for args in [
-            vec!["--http2", url],
             vec!["--http3", url],
+            vec!["--http2", "--pipeline", "2", url],
+            vec!["--http2", "--no-keepalive", url],
+            vec!["--streams", "4", url],
+            vec!["--http2", "-H", "Host: x", url],
             vec!["h3://127.0.0.1:1/"],
             vec!["-c", "1", "-t", "2", url],
             vec!["--pipeline", "4", "--no-keepalive", url],
@@ -323,8 +376,11 @@ mod tests {
             let err = plan(&args).expect_err(&format!("{args:?} must be rejected"));
             assert!(!err.is_empty());
         }
-        let err = plan(&["--http2", url]).unwrap_err();
+        let err = plan(&["--http3", url]).unwrap_err();
         assert!(err.contains("not supported yet"), "{err}");
+        let p = plan(&["--http2", "--streams", "8", "--no-pin", url]).unwrap();
+        assert_eq!((p.protocol, p.streams), (Protocol::Http2, 8));
+        assert!(p.http2.is_some());
     }
 
     #[test]

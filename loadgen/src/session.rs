@@ -76,7 +76,7 @@ where
 }
 
 /// When the next request goes out.
-enum Next {
+pub enum Next {
     /// Open loop: it was due at this instant (now reached).
     Due(Instant),
     /// Closed loop: now.
@@ -87,7 +87,7 @@ enum Next {
 
 /// Waits for the next request of the timetable (open loop) or for the start
 /// of the run (closed loop).
-async fn next(w: &Worker, cur: &Cursor) -> Next {
+pub async fn next(w: &Worker, cur: &Cursor) -> Next {
     match cur.due() {
         Some(t) if t >= w.window.end => Next::Over,
         Some(t) => {
@@ -316,7 +316,7 @@ fn wait_until(ready: impl Fn() -> bool) -> impl Future<Output = ()> {
 /// Runs three futures in one task and returns the first result; the others
 /// are dropped (the stream they use is discarded with them). They are
 /// polled in order on every wake-up.
-async fn first_of<T>(
+pub async fn first_of<T>(
     a: impl Future<Output = T>,
     b: impl Future<Output = T>,
     c: impl Future<Output = T>,

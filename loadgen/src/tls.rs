@@ -1,7 +1,7 @@
 //! TLS: the rustls client configuration shared by every connection.
 //!
 //! rustls 0.23 with the ring provider, roots from the system store plus an
-//! optional `--cacert` PEM bundle, ALPN `http/1.1`. `--insecure` swaps the
+//! optional `--cacert` PEM bundle, ALPN `http/1.1` (or `h2` with --http2). `--insecure` swaps the
 //! verifier for one that accepts any certificate but still checks the
 //! handshake signatures, so the measured TLS work is the real work.
 
@@ -15,7 +15,12 @@ use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme
 use rustls_pki_types::pem::PemObject;
 
 /// Builds the client configuration.
-pub fn client_config(insecure: bool, cacert: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+/// `alpn` is the one protocol offered (`h2` or `http/1.1`).
+pub fn client_config(
+    insecure: bool,
+    cacert: Option<&Path>,
+    alpn: &[u8],
+) -> Result<Arc<ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
@@ -57,7 +62,7 @@ pub fn client_config(insecure: bool, cacert: Option<&Path>) -> Result<Arc<Client
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = vec![alpn.to_vec()];
     Ok(Arc::new(config))
 }
 

@@ -240,7 +240,7 @@ fn server_close_chunked_and_head_are_handled() {
 #[test]
 fn rejected_features_say_so() {
     let url = format!("http://127.0.0.1:{}/", dead_port());
-    assert!(loadgen_rejects(&["--http2", &url]).contains("HTTP/2 is not supported yet"));
+    assert!(loadgen_rejects(&["--streams", "4", &url]).contains("--streams needs --http2"));
     assert!(loadgen_rejects(&["--http3", &url]).contains("HTTP/3 is not supported yet"));
     assert!(loadgen_rejects(&["-c", "1", "-t", "2", &url]).contains("more threads"));
 }
