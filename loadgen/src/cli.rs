@@ -32,9 +32,10 @@ pub struct Args {
     #[arg(short = 'R', long, value_parser = parse_rate)]
     pub rate: Option<f64>,
 
-    /// Open-loop send timer: `precise` (a timerfd per thread, tens of
-    /// microseconds late at most) or `coarse` (monoio's 1 ms timer wheel,
-    /// which sends up to 1 ms late like wrk2 and charges it to the latency).
+    /// Open-loop send timer: `precise` (a timerfd per thread; sends are
+    /// typically tens of microseconds late) or `coarse` (monoio's 1 ms timer
+    /// wheel: sends up to ~1 ms late, as wrk2 does, and that lateness is
+    /// charged to the corrected latency).
     #[arg(long, default_value = "precise", value_parser = ["precise", "coarse"])]
     pub timer: String,
 

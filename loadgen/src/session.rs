@@ -166,7 +166,6 @@ struct InFlight {
 /// How one of the pipelined halves stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stop {
-    End,
     Closed,
     Failed(ErrorKind),
 }
@@ -188,7 +187,9 @@ where
             let mut intended = match next(w, cur).await {
                 Next::Due(t) => Some(t),
                 Next::Now => None,
-                Next::Over => return Stop::End,
+                // Leave the reader running: responses to the last requests
+                // still count until the worker stops at the end.
+                Next::Over => std::future::pending::<Option<Instant>>().await,
             };
             let sent = clock::now();
             out.clear();
@@ -287,7 +288,6 @@ where
     let lost = queue.borrow().len() as u64;
     let now = clock::now();
     match stop {
-        Stop::End => Outcome::End,
         // The server closed with requests still queued: they are lost.
         Stop::Closed => {
             w.error(ErrorKind::Read, lost, now);

@@ -9,29 +9,31 @@ use common::{dead_port, f, loadgen, loadgen_rejects, u, Backend, Reply};
 #[test]
 fn open_loop_sends_exactly_the_timetable() {
     let b = Backend::start(|_| Reply::OK);
-    // 2 connections x 50 req/s for 1 s: intended times 0, 10, 20 … 990 ms.
-    let (r, stdout) = loadgen(&["-c", "2", "-R", "100", "-d", "1s", &b.url("/")]);
+    // 2 connections x 10 req/s for 1 s: intended times 0, 50, 100 … 950 ms
+    // (the last one 50 ms before the end, so a busy machine still sends it).
+    let (r, stdout) = loadgen(&["-c", "2", "-R", "20", "-d", "1s", &b.url("/")]);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(b.requests(), 100, "backend saw {} requests", b.requests());
+    assert_eq!(b.requests(), 20, "backend saw {} requests", b.requests());
     let done = u(&r, &["requests"]);
-    assert!((98..=100).contains(&done), "report counted {done}");
+    assert!((19..=20).contains(&done), "report counted {done}");
     assert_eq!(u(&r, &["status", "2xx"]), done);
     assert_eq!(u(&r, &["errors", "connect"]), 0);
     assert_eq!(u(&r, &["connects"]), 2);
     assert_eq!(b.connections(), 2);
     assert_eq!(r["mode"], "open-loop");
-    assert!((f(&r, &["throughput_rps"]) - 100.0).abs() < 3.0);
+    assert!((f(&r, &["throughput_rps"]) - 20.0).abs() < 1.5);
     assert!(stdout.contains("Requests/sec"), "{stdout}");
 }
 
 #[test]
 fn warmup_is_sent_but_not_counted() {
     let b = Backend::start(|_| Reply::OK);
+    // 20 req/s: 10 requests in the warm-up, 10 measured (the last at 950 ms).
     let (r, _) = loadgen(&[
         "-c",
         "1",
         "-R",
-        "100",
+        "20",
         "--warmup",
         "500ms",
         "-d",
@@ -39,9 +41,9 @@ fn warmup_is_sent_but_not_counted() {
         &b.url("/"),
     ]);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(b.requests(), 100);
+    assert_eq!(b.requests(), 20);
     let done = u(&r, &["requests"]);
-    assert!((48..=50).contains(&done), "report counted {done}");
+    assert!((9..=10).contains(&done), "report counted {done}");
 }
 
 #[test]
@@ -152,20 +154,22 @@ fn slow_responses_are_timeouts() {
 #[test]
 fn pipelining_keeps_counts_exact() {
     let b = Backend::start(|_| Reply::OK);
+    // 2 connections at 20 req/s each: the last requests are due at 950 and
+    // 975 ms, so a busy machine still sends them before the end.
     let (r, _) = loadgen(&[
         "-c",
         "2",
         "--pipeline",
         "8",
         "-R",
-        "400",
+        "40",
         "-d",
         "1s",
         &b.url("/"),
     ]);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(b.requests(), 400);
-    assert!(u(&r, &["requests"]) >= 396);
+    assert_eq!(b.requests(), 40);
+    assert!(u(&r, &["requests"]) >= 39, "{r}");
     assert_eq!(
         u(&r, &["errors", "protocol"]) + u(&r, &["errors", "read"]),
         0
@@ -190,16 +194,16 @@ fn no_keepalive_opens_a_connection_per_request() {
         "-c",
         "2",
         "-R",
-        "100",
+        "20",
         "-d",
-        "500ms",
+        "1s",
         "--no-keepalive",
         &b.url("/"),
     ]);
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(b.requests(), 50);
-    assert_eq!(b.connections(), 50);
-    assert!(u(&r, &["requests"]) >= 48);
+    assert_eq!(b.requests(), 20);
+    assert_eq!(b.connections(), 20);
+    assert!(u(&r, &["requests"]) >= 19);
     assert_eq!(u(&r, &["errors", "read"]), 0);
 }
 
