@@ -39,6 +39,16 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr) {
     (child, addr)
 }
 
+/// Writes `text` to a config file in a fresh directory and runs `dao` on it.
+fn spawn_with_config(tag: &str, text: &str) -> (std::path::PathBuf, Child, SocketAddr) {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dao.toml");
+    std::fs::write(&path, text).unwrap();
+    let (child, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    (dir, child, addr)
+}
+
 fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
     let started = Instant::now();
     while started.elapsed() < limit {
@@ -120,15 +130,10 @@ fn sigterm_lets_in_flight_requests_finish() {
         respond(s, 200, &[], b"finished");
         After::KeepAlive
     });
-    let dir = std::env::temp_dir().join(format!("dao-term-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("dao.toml");
-    std::fs::write(
-        &path,
-        config(2, "shutdown_timeout = \"5s\"", &[backend.addr]),
-    )
-    .unwrap();
-    let (mut child, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    let (dir, mut child, addr) = spawn_with_config(
+        "dao-term",
+        &config(2, "shutdown_timeout = \"5s\"", &[backend.addr]),
+    );
     let mut idle = Client::connect(addr);
     assert_eq!(idle.get("/warm").status, 200);
     let mut c = Client::connect(addr);
@@ -152,15 +157,10 @@ fn shutdown_timeout_bounds_the_wait() {
         respond(s, 200, &[], b"too late");
         After::KeepAlive
     });
-    let dir = std::env::temp_dir().join(format!("dao-term2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("dao.toml");
-    std::fs::write(
-        &path,
-        config(1, "shutdown_timeout = \"300ms\"", &[backend.addr]),
-    )
-    .unwrap();
-    let (mut child, addr) = spawn(&["--config", path.to_str().unwrap()]);
+    let (dir, mut child, addr) = spawn_with_config(
+        "dao-term2",
+        &config(1, "shutdown_timeout = \"300ms\"", &[backend.addr]),
+    );
     let mut c = Client::connect(addr);
     c.send(b"GET /stuck HTTP/1.1\r\nHost: h\r\n\r\n");
     std::thread::sleep(Duration::from_millis(200));
