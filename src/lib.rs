@@ -24,4 +24,5 @@ pub mod gate;
 pub mod memory;
 pub mod proto;
 pub mod runtime;
+pub mod sense;
 pub mod upstream;

@@ -17,12 +17,14 @@ use monoio::net::TcpStream;
 
 use super::exchange::{self, Exchange};
 use super::io::{read_more, read_or_give_up, within, write_static, IoFail};
+use super::tally::Tally;
 use crate::align::router::Target;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::proto::h1::head::error_response;
 use crate::proto::h1::{parse_request, BodyKind, RequestHead, ResponseHead};
 use crate::runtime::worker::Worker;
+use crate::sense::access_log::AccessLog;
 
 const INITIAL_BUF: usize = 4096;
 
@@ -58,9 +60,10 @@ pub(crate) async fn connection(client: TcpStream, peer: SocketAddr, worker: Rc<W
             // A separate, small task: this one (and its large future) ends.
             monoio::spawn(park(parked, worker));
         }
-        Ok(None) => {}
+        Ok(None) => worker.connection_closed(),
         // The panic hook has printed the message; the worker goes on.
         Err(_) => {
+            worker.connection_closed();
             tracing::error!(worker = id, %peer, "connection task panicked; connection closed")
         }
     }
@@ -70,8 +73,10 @@ async fn park(p: Parked, worker: Rc<Worker>) {
     if let Some(Ok(())) = within(p.idle_left, p.client.readable(false)).await {
         if !worker.stopping.get() {
             monoio::spawn(connection(p.client, p.peer, worker));
+            return;
         }
     }
+    worker.connection_closed();
 }
 
 /// Serves requests until the connection closes (`None`) or idles.
@@ -84,6 +89,8 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         canceller: Canceller::new(),
+        tally: Tally::new(worker.clone()),
+        request_id: None,
         worker,
     };
     loop {
@@ -114,6 +121,9 @@ pub(crate) struct Conn {
     pub(crate) head: RequestHead,
     pub(crate) resp: ResponseHead,
     canceller: Canceller,
+    pub(crate) tally: Tally,
+    /// The id generated for the current request, if it came without one.
+    pub(crate) request_id: Option<[u8; 32]>,
     pub(crate) worker: Rc<Worker>,
 }
 
@@ -150,13 +160,47 @@ impl Conn {
             Ok(()) => {}
             Err(HeadError::Close) => return Next::Close,
             Err(HeadError::Park) => return Next::Park,
-            Err(HeadError::Reply(status)) => return self.reply_error(status, true).await,
+            Err(HeadError::Reply(status)) => {
+                // No head to speak of: counted on DAO's own slot.
+                self.tally.start(b"");
+                if self.worker.access_log.is_some() {
+                    AccessLog::begin_line(&mut self.tally.log_scratch, b"-", b"-", b"-");
+                }
+                return self.reply_error(status, true).await;
+            }
         }
         let _in_flight = InFlight::new(&self.worker);
         let w = self.worker.clone();
         let config = &w.config;
         let buf = &self.down;
         let head = &self.head;
+        self.tally.start(head.method.get(buf));
+        self.tally.bytes_in = head.head_len as u64;
+        // The request id: the client's, or a new one sent upstream.
+        self.request_id = None;
+        let mut client_id: &[u8] = b"";
+        if w.request_ids.is_some() || w.access_log.is_some() {
+            if let Some(h) = head
+                .headers
+                .iter()
+                .find(|h| h.name.get(buf).eq_ignore_ascii_case(b"x-request-id"))
+            {
+                client_id = h.value.get(buf);
+            } else if let Some(ids) = &w.request_ids {
+                self.request_id = Some(ids.next());
+            }
+        }
+        if w.access_log.is_some() {
+            let id = self.request_id.as_ref().map_or(client_id, |id| &id[..]);
+            let id: &[u8] = if id.is_empty() { b"-" } else { id };
+            let target = head.target.get(buf);
+            AccessLog::begin_line(
+                &mut self.tally.log_scratch,
+                id,
+                head.method.get(buf),
+                target,
+            );
+        }
         let target = Target {
             host: head.host.get(buf),
             path: head.path.get(buf),
@@ -173,6 +217,18 @@ impl Conn {
             return self.reply_error(ProxyError::NoRoute.status(), close).await;
         };
         let outcome = Exchange::run(self, route).await;
+        match &outcome {
+            exchange::Outcome::Done { .. } => {
+                let status = self.tally.status;
+                self.tally.finish(status, None, &self.client_ip);
+            }
+            // Recorded with the error page, below.
+            exchange::Outcome::Failed(_) => {}
+            exchange::Outcome::Abort(e) => {
+                let status = self.tally.status;
+                self.tally.finish(status, Some(e), &self.client_ip);
+            }
+        }
         match outcome {
             exchange::Outcome::Done { keep_alive, .. } => {
                 if !keep_alive || !self.head.keep_alive || self.worker.stopping.get() {
@@ -183,7 +239,7 @@ impl Conn {
             exchange::Outcome::Failed(e) => {
                 tracing::debug!(worker = self.worker.id, error = %e, "request failed before the response");
                 let close = self.must_close_on_error();
-                self.reply_error(e.status(), close).await
+                self.reply_error_for(e.status(), close, Some(&e)).await
             }
             exchange::Outcome::Abort(e) => {
                 tracing::debug!(worker = self.worker.id, error = %e, "connection cut mid-exchange");
@@ -205,12 +261,22 @@ impl Conn {
     /// Sends an error page; keeps the connection when allowed (the
     /// request's head has been consumed by then).
     async fn reply_error(&mut self, status: u16, close: bool) -> Next {
+        self.reply_error_for(status, close, None).await
+    }
+
+    /// As `reply_error`, recording the request with the error that caused
+    /// it.
+    async fn reply_error_for(
+        &mut self,
+        status: u16,
+        close: bool,
+        error: Option<&ProxyError>,
+    ) -> Next {
         let limit = self.worker.config.proxy.read_timeout;
-        if write_static(&mut self.client, error_response(status, close), limit)
-            .await
-            .is_err()
-            || close
-        {
+        let page = error_response(status, close);
+        self.tally.bytes_out += page.len() as u64;
+        self.tally.finish(status, error, &self.client_ip);
+        if write_static(&mut self.client, page, limit).await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive

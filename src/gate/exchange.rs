@@ -60,7 +60,9 @@ impl Exchange {
     pub(crate) async fn run(conn: &mut Conn, route_index: usize) -> Outcome {
         let worker = conn.worker.clone();
         let route = &worker.config.routes[route_index];
-        let upstream = &route.upstreams[worker.balancers[route_index].pick()];
+        let picked = worker.balancers[route_index].pick();
+        let upstream = &route.upstreams[picked];
+        conn.tally.picked(route_index, picked);
         let mut bufs = Bufs {
             worker: worker.clone(),
             out: worker.take_buf(),
@@ -73,6 +75,7 @@ impl Exchange {
             proto: b"http",
             extra: &route.request_headers,
             default_host: upstream.authority.as_bytes(),
+            request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
         };
         write_request_head(&mut bufs.out, &conn.down, &conn.head, &fwd);
         let head_len = conn.head.head_len;
@@ -83,6 +86,7 @@ impl Exchange {
             Err(_) => return Outcome::Failed(ProxyError::BadRequest("invalid chunked body", 400)),
         };
         bufs.out.extend_from_slice(&prefix[..used]);
+        conn.tally.bytes_in += used as u64;
         conn.consume(head_len + used);
         // A request held whole in `out` can be sent again on a fresh
         // connection if a pooled one turns out to be dead.
@@ -138,6 +142,7 @@ impl Exchange {
                     return Outcome::Failed(ProxyError::BadRequest("invalid chunked body", 400))
                 }
             };
+            conn.tally.bytes_in += used as u64;
             if let Err(e) = write_range(&mut up, &mut conn.down, 0..used, proxy.read_timeout).await
             {
                 return Outcome::Failed(upstream_error(e));
@@ -186,6 +191,7 @@ impl Exchange {
                         let n = resp.head_len;
                         // 100 was ours to send (or not); others go to 1.1 clients.
                         if resp.status != 100 && conn.head.minor_version == 1 {
+                            conn.tally.bytes_out += n as u64;
                             if let Err(e) = write_range(
                                 &mut conn.client,
                                 &mut bufs.up,
@@ -292,6 +298,8 @@ impl Exchange {
             (used, direct)
         };
         let limit = proxy.read_timeout;
+        conn.tally.status = resp.status;
+        conn.tally.bytes_out += (bufs.out.len() + if direct { used } else { 0 }) as u64;
         if let Err(e) = write_all(&mut conn.client, &mut bufs.out, limit).await {
             return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
         }
@@ -324,6 +332,7 @@ impl Exchange {
                     }
                 };
                 clean = used == bufs.up.len();
+                conn.tally.bytes_out += bufs.out.len() as u64;
                 write_all(&mut conn.client, &mut bufs.out, limit).await
             } else {
                 let used = match body.advance(&bufs.up, |_| {}) {
@@ -333,6 +342,7 @@ impl Exchange {
                     }
                 };
                 clean = used == bufs.up.len();
+                conn.tally.bytes_out += used as u64;
                 write_range(&mut conn.client, &mut bufs.up, 0..used, limit).await
             };
             if let Err(e) = sent {

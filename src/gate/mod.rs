@@ -3,7 +3,8 @@
 
 mod conn;
 mod exchange;
-mod io;
+pub(crate) mod io;
 pub mod listener;
+mod tally;
 
 pub(crate) use conn::connection;

@@ -14,6 +14,8 @@ pub struct Config {
     pub server: Server,
     /// `[proxy]`.
     pub proxy: Proxy,
+    /// `[telemetry]`.
+    pub telemetry: Telemetry,
     /// `[[routes.rule]]`, in file order.
     pub routes: Vec<Route>,
     /// Distinct upstream addresses; `Upstream::pool` indexes this list, so
@@ -53,6 +55,38 @@ pub struct Proxy {
     pub pool_max_idle: usize,
     /// Idle pooled connections older than this are closed.
     pub pool_idle_timeout: Duration,
+}
+
+/// `[telemetry]`: Sense, the exporter and the access log.
+#[derive(Debug, Clone)]
+pub struct Telemetry {
+    /// Per-core recording, merging and the resonance table.
+    pub enabled: bool,
+    /// How often cores hand their figures to the control thread.
+    pub merge_interval: Duration,
+    /// Length of the sliding window of latency quantiles and error rate.
+    pub window: Duration,
+    /// Merge intervals over which RPS and tempo_spikiness are computed.
+    pub tempo_intervals: usize,
+    /// The p95 at which load_resonance's latency term is one half.
+    pub latency_ref: Duration,
+    /// The in-flight count at which load_resonance's queue term is one half.
+    pub queue_ref: u32,
+    /// Where `/metrics` and `/health` are served, if anywhere.
+    pub prometheus_bind: Option<SocketAddr>,
+    /// Where access log lines go; `None`: no access log.
+    pub access_log: Option<LogDestination>,
+    /// Generate `x-request-id` for requests that come without one.
+    pub request_id: bool,
+}
+
+/// Where a log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    /// Standard output.
+    Stdout,
+    /// A file, appended to (created if missing).
+    File(std::path::PathBuf),
 }
 
 /// How a route's host is matched.

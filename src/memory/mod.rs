@@ -5,5 +5,7 @@ pub mod config;
 mod raw;
 mod validate;
 
-pub use config::{Config, HostMatch, Policy, Proxy, Route, Server, Upstream};
+pub use config::{
+    Config, HostMatch, LogDestination, Policy, Proxy, Route, Server, Telemetry, Upstream,
+};
 pub use validate::{load_file, parse, ConfigError, FieldError};

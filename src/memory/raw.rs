@@ -14,9 +14,10 @@ pub(crate) struct RawConfig {
     pub(crate) proxy: RawProxy,
     #[serde(default)]
     pub(crate) routes: RawRoutes,
+    #[serde(default)]
+    pub(crate) telemetry: RawTelemetry,
     // Sections owned by modules still to come: accepted by the parser so
     // that validation can say "not supported yet" with the field's name.
-    pub(crate) telemetry: Option<toml::Table>,
     pub(crate) policies: Option<toml::Table>,
     pub(crate) admin: Option<toml::Table>,
     pub(crate) memory: Option<toml::Table>,
@@ -33,6 +34,21 @@ pub(crate) struct RawServer {
     pub(crate) shutdown_timeout: Option<String>,
     pub(crate) tls_cert: Option<String>,
     pub(crate) tls_key: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTelemetry {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) merge_interval_ms: Option<i64>,
+    pub(crate) window: Option<String>,
+    pub(crate) tempo_intervals: Option<i64>,
+    pub(crate) latency_ref: Option<String>,
+    pub(crate) queue_ref: Option<i64>,
+    pub(crate) prometheus_bind: Option<String>,
+    pub(crate) access_log: Option<bool>,
+    pub(crate) access_log_path: Option<String>,
+    pub(crate) request_id: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

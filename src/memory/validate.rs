@@ -77,6 +77,8 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 }
 
+mod telemetry;
+
 /// Filter keys that later issues add; named so the error says so.
 const FUTURE_FILTERS: &[&str] = &[
     "request_headers_set",
@@ -125,8 +127,8 @@ impl Validator {
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let server = self.server(raw.server);
         let proxy = self.proxy(raw.proxy);
+        let telemetry = self.telemetry(raw.telemetry);
         for (name, section) in [
-            ("telemetry", &raw.telemetry),
             ("policies", &raw.policies),
             ("admin", &raw.admin),
             ("memory", &raw.memory),
@@ -161,6 +163,7 @@ impl Validator {
         Some(Config {
             server: server?,
             proxy: proxy?,
+            telemetry: telemetry?,
             routes,
             pools,
             router,

@@ -9,15 +9,24 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::clock;
 use crate::gate::listener;
 use crate::memory::Config;
+use crate::sense::control::{self, Published};
+use crate::sense::{access_log, http, ResonanceTable, Slots};
 use crate::upstream::pool::PoolStats;
 
-/// A running proxy: its workers and the flag that stops them.
+/// A running proxy: its workers, the threads beside them, and the flag
+/// that stops them.
 pub struct Server {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<PoolStats>>,
+    /// Sense's control thread and what it publishes.
+    control: Option<(JoinHandle<()>, Published)>,
+    /// The telemetry listener's address, thread and stop flag.
+    telemetry: Option<(SocketAddr, JoinHandle<()>, Arc<AtomicBool>)>,
+    access_log: Option<JoinHandle<()>>,
 }
 
 impl Server {
@@ -34,28 +43,87 @@ impl Server {
         stop: Arc<AtomicBool>,
         exit_after: Option<u64>,
     ) -> io::Result<Server> {
+        let started = clock::now();
         let config = Arc::new(config);
         let count = config.server.workers;
         let listeners = listener::bind_all(config.server.bind, count)?;
         let addr = listeners[0].local_addr()?;
+        let telemetry_listener = match config.telemetry.prometheus_bind {
+            Some(bind) => Some(std::net::TcpListener::bind(bind).map_err(|e| {
+                io::Error::new(e.kind(), format!("telemetry.prometheus_bind {bind}: {e}"))
+            })?),
+            None => None,
+        };
         if !monoio::utils::detect_uring() {
             tracing::warn!("io_uring is not available: workers use the legacy epoll driver");
         }
+        let slots = Slots::new(&config);
+        let (control, mut links) = if config.telemetry.enabled {
+            let (handle, published, links) =
+                control::start(&config.telemetry, slots.clone(), count, started)?;
+            (
+                Some((handle, published)),
+                links.into_iter().map(Some).collect(),
+            )
+        } else {
+            (None, (0..count).map(|_| None).collect::<Vec<_>>())
+        };
+        let (access_log, log_tx) = match &config.telemetry.access_log {
+            Some(dest) => {
+                let (h, tx) = access_log::start(dest)?;
+                (Some(h), Some(tx))
+            }
+            None => (None, None),
+        };
+        let telemetry = match (telemetry_listener, &control) {
+            (Some(l), Some((_, published))) => {
+                let taddr = l.local_addr()?;
+                let tstop = Arc::new(AtomicBool::new(false));
+                let (published, flag) = (published.clone(), tstop.clone());
+                let h = std::thread::Builder::new()
+                    .name("dao-telemetry".into())
+                    .spawn(move || http::serve(l, published, flag))?;
+                Some((taddr, h, tstop))
+            }
+            _ => None,
+        };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut workers = Vec::with_capacity(count);
         for (id, listener) in listeners.into_iter().enumerate() {
-            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
-            let (config, stop) = (config.clone(), stop.clone());
+            let setup = worker::Setup {
+                id,
+                core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
+                config: config.clone(),
+                listener,
+                stop: stop.clone(),
+                exit_after,
+                slots: slots.clone(),
+                link: links[id].take(),
+                access_log: log_tx.clone(),
+            };
             let handle = std::thread::Builder::new()
                 .name(format!("dao-worker-{id}"))
-                .spawn(move || worker::run(id, core, config, listener, stop, exit_after))?;
+                .spawn(move || worker::run(setup))?;
             workers.push(handle);
         }
         Ok(Server {
             addr,
             stop,
             workers,
+            control,
+            telemetry,
+            access_log,
         })
+    }
+
+    /// The address `/metrics` and `/health` are served on, if configured.
+    pub fn telemetry_addr(&self) -> Option<SocketAddr> {
+        self.telemetry.as_ref().map(|t| t.0)
+    }
+
+    /// The latest resonance table (`None` when telemetry is disabled).
+    pub fn resonance(&self) -> Option<Arc<ResonanceTable>> {
+        self.control.as_ref().map(|(_, p)| p.load_full())
     }
 
     /// The address the listeners are bound to.
@@ -71,10 +139,24 @@ impl Server {
     /// Waits until every worker has stopped; returns each one's upstream
     /// connection counters.
     pub fn wait(self) -> Vec<PoolStats> {
-        self.workers
+        let stats = self
+            .workers
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
-            .collect()
+            .collect();
+        // The workers' senders are gone: these threads finish their queues
+        // (a last merge, the last log lines) and end.
+        if let Some((h, _)) = self.control {
+            let _ = h.join();
+        }
+        if let Some(h) = self.access_log {
+            let _ = h.join();
+        }
+        if let Some((_, h, stop)) = self.telemetry {
+            stop.store(true, Ordering::Relaxed);
+            let _ = h.join();
+        }
+        stats
     }
 
     /// Stops and waits.

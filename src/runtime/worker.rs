@@ -13,6 +13,10 @@ use monoio::net::TcpListener;
 use crate::align::Balancer;
 use crate::clock;
 use crate::memory::Config;
+use crate::sense::access_log::{AccessLog, RequestIds};
+use crate::sense::control::Link;
+use crate::sense::record::Recorder;
+use crate::sense::Slots;
 use crate::upstream::pool::{Pool, PoolStats};
 
 /// Capacity of the buffers lent to exchanges.
@@ -36,6 +40,16 @@ pub(crate) struct Worker {
     /// The time, refreshed every tick (100 ms): good enough for pool idle
     /// times and the response deadline, and free to read per request.
     pub(crate) coarse_now: Cell<std::time::Instant>,
+    /// Where each (route, upstream) is recorded.
+    pub(crate) slots: Slots,
+    /// Sense's recording, when telemetry is enabled.
+    pub(crate) recorder: Option<RefCell<Recorder>>,
+    /// The access log, when enabled.
+    pub(crate) access_log: Option<AccessLog>,
+    /// Request id generator, when ids are generated.
+    pub(crate) request_ids: Option<RequestIds>,
+    /// Sense's channel to the control thread (dropped at exit).
+    link: RefCell<Option<Link>>,
     /// Responses finished (or failed) so far.
     handled: Cell<u64>,
     exit_after: Option<u64>,
@@ -61,6 +75,42 @@ impl Worker {
         }
     }
 
+    /// Whether requests are timed (for Sense or the access log).
+    #[inline]
+    pub(crate) fn timing(&self) -> bool {
+        self.recorder.is_some() || self.access_log.is_some()
+    }
+
+    /// A client connection was accepted.
+    pub(crate) fn connection_opened(&self) {
+        if let Some(rec) = &self.recorder {
+            rec.borrow_mut().connection_opened();
+        }
+    }
+
+    /// A client connection was closed.
+    pub(crate) fn connection_closed(&self) {
+        if let Some(rec) = &self.recorder {
+            rec.borrow_mut().connection_closed();
+        }
+    }
+
+    /// Hands the interval to the control thread and the log lines to
+    /// their writer; takes back emptied histograms.
+    fn report(&self) {
+        if let (Some(rec), Some(link)) = (&self.recorder, &*self.link.borrow()) {
+            let mut rec = rec.borrow_mut();
+            while let Ok(h) = link.recycled.try_recv() {
+                rec.give_back(h);
+            }
+            // The control thread is gone only at exit.
+            let _ = link.reports.send(rec.seal());
+        }
+        if let Some(log) = &self.access_log {
+            log.flush();
+        }
+    }
+
     /// Gives a buffer back for reuse.
     pub(crate) fn give_buf(&self, mut buf: Vec<u8>) {
         let mut spare = self.spare.borrow_mut();
@@ -71,15 +121,32 @@ impl Worker {
     }
 }
 
+/// What a worker is started with.
+pub(crate) struct Setup {
+    pub(crate) id: usize,
+    pub(crate) core: Option<core_affinity::CoreId>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) listener: std::net::TcpListener,
+    pub(crate) stop: Arc<AtomicBool>,
+    pub(crate) exit_after: Option<u64>,
+    pub(crate) slots: Slots,
+    pub(crate) link: Option<Link>,
+    pub(crate) access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+}
+
 /// The worker thread's body; returns its pool counters when it stops.
-pub(crate) fn run(
-    id: usize,
-    core: Option<core_affinity::CoreId>,
-    config: Arc<Config>,
-    listener: std::net::TcpListener,
-    stop: Arc<AtomicBool>,
-    exit_after: Option<u64>,
-) -> PoolStats {
+pub(crate) fn run(setup: Setup) -> PoolStats {
+    let Setup {
+        id,
+        core,
+        config,
+        listener,
+        stop,
+        exit_after,
+        slots,
+        link,
+        access_log,
+    } = setup;
     if let Some(core) = core {
         if !core_affinity::set_for_current(core) {
             tracing::warn!(worker = id, core = core.id, "could not pin the worker");
@@ -112,6 +179,13 @@ pub(crate) fn run(
             stopping: Cell::new(false),
             spare: RefCell::new(Vec::new()),
             handled: Cell::new(0),
+            recorder: link
+                .is_some()
+                .then(|| RefCell::new(Recorder::new(id, slots.len()))),
+            link: RefCell::new(link),
+            slots,
+            access_log: access_log.map(AccessLog::new),
+            request_ids: config.telemetry.request_id.then(|| RequestIds::new(id)),
             coarse_now: Cell::new(clock::now()),
             exit_after,
             stop: stop.clone(),
@@ -120,11 +194,26 @@ pub(crate) fn run(
         {
             let accept = std::pin::pin!(accept_loop(&listener, &worker));
             let watch = std::pin::pin!(watch(&worker, &stop));
-            futures_util::future::select(accept, watch).await;
+            let report = std::pin::pin!(report_loop(&worker));
+            let both = futures_util::future::select(watch, report);
+            futures_util::future::select(accept, both).await;
         }
         drop(listener);
         worker.stopping.set(true);
-        drain(&worker).await;
+        {
+            // Keep reporting while in-flight requests finish.
+            let d = std::pin::pin!(drain(&worker));
+            let report = std::pin::pin!(report_loop(&worker));
+            futures_util::future::select(d, report).await;
+        }
+        // The last figures and lines; then the channels close, so that the
+        // control and log threads can finish even if a task still holds
+        // this worker.
+        worker.report();
+        worker.link.borrow_mut().take();
+        if let Some(log) = &worker.access_log {
+            log.close();
+        }
         worker.pool.stats()
     })
 }
@@ -160,6 +249,7 @@ async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                worker.connection_opened();
                 monoio::spawn(crate::gate::connection(stream, peer, worker.clone()));
             }
             Err(e) => {
@@ -183,6 +273,15 @@ async fn watch(worker: &Worker, stop: &AtomicBool) {
             worker.pool.sweep(clock::now());
             crate::alloc::collect();
         }
+    }
+}
+
+/// Every merge interval, hands Sense's interval and the access log over.
+async fn report_loop(worker: &Worker) {
+    let every = worker.config.telemetry.merge_interval;
+    loop {
+        monoio::time::sleep(every).await;
+        worker.report();
     }
 }
 

@@ -1,6 +1,7 @@
 //! Validation tests: good configs load, bad ones name the field.
 
 use super::*;
+use crate::memory::LogDestination;
 
 const GOOD: &str = r#"
 [server]
@@ -72,7 +73,7 @@ fn good_config_loads() {
 #[test]
 fn not_supported_yet_names_the_field() {
     let text = GOOD.replace("policy = \"weighted\"", "policy = \"resonant\"")
-        + "\n[telemetry]\nprometheus_bind = \"127.0.0.1:9102\"\n";
+        + "\n[policies.resonant]\nw_load = 0.6\n";
     let text = text.replace(
         "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }",
         "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }\n  rate_limit_rps = 1000",
@@ -89,9 +90,62 @@ fn not_supported_yet_names_the_field() {
         "{errs:?}"
     );
     assert!(
-        errs.contains(&"telemetry.prometheus_bind: not supported yet".to_string()),
+        errs.contains(&"policies.resonant: not supported yet".to_string()),
         "{errs:?}"
     );
+}
+
+#[test]
+fn telemetry_defaults_and_values() {
+    let c = parse(GOOD).unwrap();
+    let t = &c.telemetry;
+    assert!(t.enabled && t.request_id);
+    assert_eq!(t.merge_interval, Duration::from_millis(200));
+    assert_eq!(t.window, Duration::from_secs(10));
+    assert_eq!(t.prometheus_bind, None);
+    assert_eq!(t.access_log, None);
+    let text = GOOD.to_string()
+        + "\n[telemetry]\nmerge_interval_ms = 100\nwindow = \"5s\"\nprometheus_bind = \"127.0.0.1:0\"\n\
+           access_log = true\naccess_log_path = \"/tmp/x.log\"\nrequest_id = false\n";
+    let t = parse(&text).unwrap().telemetry;
+    assert_eq!(t.merge_interval, Duration::from_millis(100));
+    assert_eq!(t.window, Duration::from_secs(5));
+    assert_eq!(t.prometheus_bind, Some("127.0.0.1:0".parse().unwrap()));
+    assert_eq!(
+        t.access_log,
+        Some(LogDestination::File("/tmp/x.log".into()))
+    );
+    assert!(!t.request_id);
+    let on = GOOD.to_string() + "\n[telemetry]\naccess_log = true\n";
+    assert_eq!(
+        parse(&on).unwrap().telemetry.access_log,
+        Some(LogDestination::Stdout)
+    );
+}
+
+#[test]
+fn telemetry_errors_name_their_fields() {
+    let text = GOOD.to_string()
+        + "\n[telemetry]\nenabled = false\nmerge_interval_ms = 5\nwindow = \"1s\"\n\
+           prometheus_bind = \"127.0.0.1:0\"\nqueue_ref = 0\n";
+    let errs = errors(&text);
+    for path in [
+        "telemetry.merge_interval_ms: 5 is out of range",
+        "telemetry.prometheus_bind: needs telemetry.enabled = true",
+        "telemetry.queue_ref: 0 is out of range",
+    ] {
+        assert!(errs.iter().any(|e| e.starts_with(path)), "{path}: {errs:?}");
+    }
+    let short = GOOD.to_string() + "\n[telemetry]\nwindow = \"1s\"\n";
+    assert!(
+        errors(&short)
+            .iter()
+            .any(|e| e.starts_with("telemetry.window: must be at least 10 merge intervals")),
+        "{:?}",
+        errors(&short)
+    );
+    let unknown = GOOD.to_string() + "\n[telemetry]\nprometheus = 1\n";
+    assert!(errors(&unknown)[0].contains("unknown field `prometheus`"));
 }
 
 #[test]

@@ -16,6 +16,9 @@ pub struct Forwarded<'a> {
     pub extra: &'a [u8],
     /// `Host` value to send when the client sent none (HTTP/1.0).
     pub default_host: &'a [u8],
+    /// An `X-Request-Id` to add (empty: none; the client's own passes
+    /// through with the other headers).
+    pub request_id: &'a [u8],
 }
 
 #[inline]
@@ -77,6 +80,9 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd
     out.extend_from_slice(via);
     if !saw_host {
         put(out, &[b"Host: ", fwd.default_host, b"\r\n"]);
+    }
+    if !fwd.request_id.is_empty() {
+        put(out, &[b"X-Request-Id: ", fwd.request_id, b"\r\n"]);
     }
     out.extend_from_slice(fwd.extra);
     write_framing(out, head.body);
@@ -223,6 +229,7 @@ mod tests {
         proto: b"http",
         extra: b"X-DAO-Gateway: true\r\n",
         default_host: b"backend:80",
+        request_id: b"",
     };
 
     #[test]

@@ -1,0 +1,115 @@
+//! The control thread: receives each core's sealed interval over a channel
+//! (workers never wait on it), merges them, and every merge interval
+//! publishes a new `ResonanceTable` with one pointer swap. Emptied
+//! histograms go back to the core they came from, so recording allocates
+//! nothing once warm.
+
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use hdrhistogram::Histogram;
+
+use super::merge::{Merger, Shape};
+use super::record::Report;
+use super::table::{Resonance, ResonanceTable, Slots};
+use crate::clock;
+use crate::memory::Telemetry;
+
+/// The published table, read by anyone with one lock-free load.
+pub type Published = Arc<ArcSwap<ResonanceTable>>;
+
+/// A worker's end of the control channel.
+#[derive(Debug)]
+pub struct Link {
+    /// Sealed intervals go here.
+    pub reports: Sender<Report>,
+    /// Emptied histograms come back here.
+    pub recycled: Receiver<Histogram<u64>>,
+}
+
+/// Starts the control thread; returns it, the table it publishes and one
+/// link per worker. The thread ends once every link's sender is dropped
+/// (the workers have stopped), after a last merge.
+pub fn start(
+    telemetry: &Telemetry,
+    slots: Slots,
+    workers: usize,
+    started: Instant,
+) -> std::io::Result<(JoinHandle<()>, Published, Vec<Link>)> {
+    let published: Published = Arc::new(ArcSwap::from_pointee(ResonanceTable::empty(
+        &slots, workers,
+    )));
+    let (tx, rx) = mpsc::channel();
+    let mut back = Vec::with_capacity(workers);
+    let mut links = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (btx, brx) = mpsc::channel();
+        back.push(btx);
+        links.push(Link {
+            reports: tx.clone(),
+            recycled: brx,
+        });
+    }
+    drop(tx);
+    let shape = Shape::new(
+        telemetry.merge_interval,
+        telemetry.window,
+        telemetry.tempo_intervals,
+        Resonance {
+            latency_ref: telemetry.latency_ref,
+            queue_ref: telemetry.queue_ref,
+        },
+    );
+    let merger = Merger::new(shape, slots, workers);
+    let out = published.clone();
+    let handle = std::thread::Builder::new()
+        .name("dao-control".into())
+        .spawn(move || run(merger, rx, back, out, shape, started))?;
+    Ok((handle, published, links))
+}
+
+fn run(
+    mut merger: Merger,
+    rx: Receiver<Report>,
+    back: Vec<Sender<Histogram<u64>>>,
+    out: Published,
+    shape: Shape,
+    started: Instant,
+) {
+    let mut next = clock::now() + shape.interval;
+    let publish = |merger: &mut Merger| {
+        let now = clock::now();
+        out.store(Arc::new(
+            merger.close(now.saturating_duration_since(started)),
+        ));
+        for (w, tx) in back.iter().enumerate() {
+            for h in merger.take_recycled(w) {
+                // A worker that has stopped no longer needs it.
+                let _ = tx.send(h);
+            }
+        }
+    };
+    loop {
+        let now = clock::now();
+        if now >= next {
+            publish(&mut merger);
+            next += shape.interval;
+            if next <= now {
+                // Fell behind (a suspended process): skip, do not burst.
+                next = now + shape.interval;
+            }
+            continue;
+        }
+        match rx.recv_timeout(next - now) {
+            Ok(report) => merger.absorb(report),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                publish(&mut merger);
+                return;
+            }
+        }
+    }
+}

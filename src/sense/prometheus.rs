@@ -1,0 +1,238 @@
+//! The Prometheus text exposition (format 0.0.4) of a resonance table.
+
+use std::fmt::Write;
+
+use super::record::{Failure, BUCKETS_US, METHODS};
+use super::table::{ResonanceTable, UpstreamState};
+
+/// The `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Writes `value` as a label value: `\`, `"` and newlines escaped.
+fn label(out: &mut String, value: &str) {
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// `{route="…",upstream="…"` (left open for more labels).
+fn open_labels(out: &mut String, name: &str, u: &UpstreamState) {
+    out.push_str(name);
+    out.push_str("{route=\"");
+    label(out, &u.route);
+    out.push_str("\",upstream=\"");
+    label(out, &u.upstream);
+    out.push('"');
+}
+
+/// Upstream slots: the local one (`-`) has no latency to speak of.
+fn upstreams(t: &ResonanceTable) -> &[UpstreamState] {
+    &t.upstreams[..t.upstreams.len().saturating_sub(1)]
+}
+
+fn gauge_per_upstream(
+    out: &mut String,
+    t: &ResonanceTable,
+    name: &str,
+    help: &str,
+    value: impl Fn(&UpstreamState) -> f64,
+) {
+    header(out, name, "gauge", help);
+    for u in upstreams(t) {
+        open_labels(out, name, u);
+        let _ = writeln!(out, "}} {}", value(u));
+    }
+}
+
+/// Renders every metric of `t`.
+pub fn render(t: &ResonanceTable, out: &mut String) {
+    header(
+        out,
+        "http_requests_total",
+        "counter",
+        "Requests answered, by route, upstream, method and status (route \"-\": answered by DAO itself).",
+    );
+    for u in &t.upstreams {
+        let mut codes = u.totals.codes.clone();
+        codes.sort_unstable();
+        for (m, s, n) in codes {
+            open_labels(out, "http_requests_total", u);
+            let _ = writeln!(
+                out,
+                ",method=\"{}\",status=\"{s}\"}} {n}",
+                METHODS[m as usize]
+            );
+        }
+    }
+
+    let name = "http_request_duration_seconds";
+    header(
+        out,
+        name,
+        "histogram",
+        "Time from a complete request head to the end of its response.",
+    );
+    for u in upstreams(t) {
+        let mut cumulative = 0;
+        for (i, n) in u.totals.buckets.iter().enumerate() {
+            cumulative += n;
+            open_labels(out, "http_request_duration_seconds_bucket", u);
+            match BUCKETS_US.get(i) {
+                Some(&le) => {
+                    let _ = writeln!(out, ",le=\"{}\"}} {cumulative}", le as f64 / 1e6);
+                }
+                None => {
+                    let _ = writeln!(out, ",le=\"+Inf\"}} {cumulative}");
+                }
+            }
+        }
+        open_labels(out, "http_request_duration_seconds_sum", u);
+        let _ = writeln!(out, "}} {}", u.totals.sum_us as f64 / 1e6);
+        open_labels(out, "http_request_duration_seconds_count", u);
+        let _ = writeln!(out, "}} {}", u.totals.requests);
+    }
+
+    header(
+        out,
+        "active_connections",
+        "gauge",
+        "Client connections open.",
+    );
+    let _ = writeln!(out, "active_connections {}", t.connections());
+
+    gauge_per_upstream(
+        out,
+        t,
+        "dao_upstream_in_flight",
+        "Requests in flight to the upstream, summed over cores.",
+        |u| u.in_flight as f64,
+    );
+    let name = "dao_upstream_latency_seconds";
+    header(
+        out,
+        name,
+        "gauge",
+        "Latency quantiles over the sliding window.",
+    );
+    for u in upstreams(t) {
+        for (q, v) in [("0.5", u.p50_us), ("0.95", u.p95_us), ("0.99", u.p99_us)] {
+            open_labels(out, name, u);
+            let _ = writeln!(out, ",quantile=\"{q}\"}} {}", v as f64 / 1e6);
+        }
+    }
+    gauge_per_upstream(
+        out,
+        t,
+        "dao_upstream_error_rate",
+        "Share of the window's requests that ended in a 5xx or a gateway failure.",
+        |u| u.error_rate,
+    );
+    gauge_per_upstream(
+        out,
+        t,
+        "dao_upstream_rps",
+        "Requests per second over the recent tempo intervals.",
+        |u| u.rps,
+    );
+    gauge_per_upstream(
+        out,
+        t,
+        "dao_upstream_tempo_spikiness",
+        "Coefficient of variation of the request rate over the recent tempo intervals.",
+        |u| u.tempo_spikiness,
+    );
+    gauge_per_upstream(
+        out,
+        t,
+        "dao_upstream_load_resonance",
+        "0.4 p95/(p95+latency_ref) + 0.4 error_rate + 0.2 in_flight/(in_flight+queue_ref).",
+        |u| u.load_resonance,
+    );
+    gauge_per_upstream(
+        out,
+        t,
+        "dao_upstream_up",
+        "1 unless the upstream's last gateway attempts all failed.",
+        |u| if u.is_down() { 0.0 } else { 1.0 },
+    );
+    let name = "dao_upstream_failures_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Gateway failures by kind: connect, timeout, reset, invalid response.",
+    );
+    for u in upstreams(t) {
+        for (kind, n) in Failure::NAMES.iter().zip(u.totals.failures) {
+            open_labels(out, name, u);
+            let _ = writeln!(out, ",kind=\"{kind}\"}} {n}");
+        }
+    }
+    for (name, help, get) in [
+        (
+            "dao_received_bytes_total",
+            "Bytes read from clients (heads and bodies).",
+            (|u: &UpstreamState| u.totals.bytes_in) as fn(&UpstreamState) -> u64,
+        ),
+        (
+            "dao_sent_bytes_total",
+            "Bytes written to clients (heads and bodies).",
+            |u: &UpstreamState| u.totals.bytes_out,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        for u in &t.upstreams {
+            open_labels(out, name, u);
+            let _ = writeln!(out, "}} {}", get(u));
+        }
+    }
+
+    header(
+        out,
+        "dao_resonance_epoch",
+        "gauge",
+        "Epoch of the resonance table these figures come from.",
+    );
+    let _ = writeln!(out, "dao_resonance_epoch {}", t.epoch);
+    header(
+        out,
+        "dao_worker_requests_total",
+        "counter",
+        "Requests answered by each worker.",
+    );
+    for (i, w) in t.workers.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "dao_worker_requests_total{{worker=\"{i}\"}} {}",
+            w.requests
+        );
+    }
+    header(
+        out,
+        "dao_uptime_seconds",
+        "gauge",
+        "Time since DAO started.",
+    );
+    let _ = writeln!(out, "dao_uptime_seconds {}", t.uptime.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_escaped() {
+        let mut s = String::new();
+        label(&mut s, "a\"b\\c\nd");
+        assert_eq!(s, r#"a\"b\\c\nd"#);
+    }
+}

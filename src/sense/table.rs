@@ -1,0 +1,237 @@
+//! The resonance table: an immutable picture of every (route, upstream)
+//! built by the control thread each merge interval and published with an
+//! epoch; and `load_resonance`, the one number the balancer reads first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::record::Counters;
+use crate::memory::Config;
+
+/// Where each (route, upstream) lives in the per-core and merged arrays.
+/// The last slot holds requests answered by DAO itself (no route, bad
+/// request), labelled `-`.
+#[derive(Debug, Clone)]
+pub struct Slots {
+    base: Vec<usize>,
+    names: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl Slots {
+    /// The slots of a config's routes, in file order.
+    pub fn new(config: &Config) -> Slots {
+        let mut base = Vec::with_capacity(config.routes.len());
+        let mut names = Vec::new();
+        for r in &config.routes {
+            base.push(names.len());
+            let route: Arc<str> = r.name.as_str().into();
+            for u in &r.upstreams {
+                names.push((route.clone(), u.name.as_str().into()));
+            }
+        }
+        names.push(("-".into(), "-".into()));
+        Slots { base, names }
+    }
+
+    /// The slot of a route's upstream.
+    #[inline]
+    pub fn of(&self, route: usize, upstream: usize) -> usize {
+        self.base[route] + upstream
+    }
+
+    /// The slot of requests that reached no upstream.
+    #[inline]
+    pub fn local(&self) -> usize {
+        self.names.len() - 1
+    }
+
+    /// Number of slots, the local one included.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether there are no slots (never: the local one is always there).
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// (route, upstream) names of a slot.
+    pub fn names(&self, slot: usize) -> &(Arc<str>, Arc<str>) {
+        &self.names[slot]
+    }
+}
+
+/// The reference points that bring each term of `load_resonance` to [0, 1].
+#[derive(Debug, Clone, Copy)]
+pub struct Resonance {
+    /// The p95 at which the latency term is one half.
+    pub latency_ref: Duration,
+    /// The in-flight count at which the queue term is one half.
+    pub queue_ref: u32,
+}
+
+/// Weights of the latency, error and queue terms (they sum to 1).
+pub const LOAD_WEIGHTS: (f64, f64, f64) = (0.4, 0.4, 0.2);
+
+/// How loaded an upstream looks, in [0, 1] (0: idle and healthy):
+///
+/// ```text
+/// load_resonance = 0.4 × p95 / (p95 + latency_ref)
+///                + 0.4 × error_rate
+///                + 0.2 × in_flight / (in_flight + queue_ref)
+/// ```
+///
+/// Each term is in [0, 1]: the latency and queue terms grow smoothly and
+/// reach one half at their reference point (no cliff at an arbitrary
+/// maximum, and still ordered far beyond it); the error rate already is a
+/// share. Errors weigh as much as latency so that an upstream failing fast
+/// does not look attractive.
+pub fn load_resonance(p95_us: u64, error_rate: f64, in_flight: u64, r: &Resonance) -> f64 {
+    let lat_ref = r.latency_ref.as_micros().max(1) as f64;
+    let p95 = p95_us as f64;
+    let latency = p95 / (p95 + lat_ref);
+    let q = in_flight as f64;
+    let queue = q / (q + f64::from(r.queue_ref.max(1)));
+    let (wl, we, wq) = LOAD_WEIGHTS;
+    (wl * latency + we * error_rate.clamp(0.0, 1.0) + wq * queue).clamp(0.0, 1.0)
+}
+
+/// One (route, upstream) in the table.
+#[derive(Debug, Clone)]
+pub struct UpstreamState {
+    /// Route name (`-` for requests that reached no upstream).
+    pub route: Arc<str>,
+    /// Upstream name (`-` likewise).
+    pub upstream: Arc<str>,
+    /// Latency quantiles over the sliding window, in microseconds.
+    pub p50_us: u64,
+    /// 95th percentile.
+    pub p95_us: u64,
+    /// 99th percentile.
+    pub p99_us: u64,
+    /// Requests in the window.
+    pub window_requests: u64,
+    /// Share of the window's requests that failed (5xx or gateway failure).
+    pub error_rate: f64,
+    /// Requests per second over the recent tempo intervals.
+    pub rps: f64,
+    /// Requests in flight now, summed over cores.
+    pub in_flight: u64,
+    /// Coefficient of variation of the per-interval request rate over the
+    /// recent tempo intervals (0 for a steady or idle upstream).
+    pub tempo_spikiness: f64,
+    /// See [`load_resonance`].
+    pub load_resonance: f64,
+    /// Gateway failures in a row with no response in between: the upstream
+    /// is considered down from `DOWN_AFTER` on.
+    pub fail_streak: u32,
+    /// Everything since start.
+    pub totals: Counters,
+}
+
+/// Gateway failures in a row after which an upstream counts as down.
+pub const DOWN_AFTER: u32 = 3;
+
+impl UpstreamState {
+    /// Whether the upstream is considered down.
+    pub fn is_down(&self) -> bool {
+        self.fail_streak >= DOWN_AFTER
+    }
+}
+
+/// One worker's figures.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerState {
+    /// Requests finished since start.
+    pub requests: u64,
+    /// Client connections open.
+    pub connections: u64,
+}
+
+/// An immutable, published picture of the traffic.
+#[derive(Debug, Clone)]
+pub struct ResonanceTable {
+    /// Strictly increases with every publication.
+    pub epoch: u64,
+    /// Time since the proxy started.
+    pub uptime: Duration,
+    /// Per slot (see `Slots`), the local slot last.
+    pub upstreams: Vec<UpstreamState>,
+    /// Per worker.
+    pub workers: Vec<WorkerState>,
+}
+
+impl ResonanceTable {
+    /// The table before the first merge: epoch 0, all zeros.
+    pub fn empty(slots: &Slots, workers: usize) -> ResonanceTable {
+        let upstreams = (0..slots.len())
+            .map(|i| {
+                let (route, upstream) = slots.names(i).clone();
+                UpstreamState {
+                    route,
+                    upstream,
+                    p50_us: 0,
+                    p95_us: 0,
+                    p99_us: 0,
+                    window_requests: 0,
+                    error_rate: 0.0,
+                    rps: 0.0,
+                    in_flight: 0,
+                    tempo_spikiness: 0.0,
+                    load_resonance: 0.0,
+                    fail_streak: 0,
+                    totals: Counters::default(),
+                }
+            })
+            .collect();
+        ResonanceTable {
+            epoch: 0,
+            uptime: Duration::ZERO,
+            upstreams,
+            workers: vec![WorkerState::default(); workers],
+        }
+    }
+
+    /// The state of a route's upstream, by names.
+    pub fn get(&self, route: &str, upstream: &str) -> Option<&UpstreamState> {
+        self.upstreams
+            .iter()
+            .find(|u| &*u.route == route && &*u.upstream == upstream)
+    }
+
+    /// Client connections open, all workers together.
+    pub fn connections(&self) -> u64 {
+        self.workers.iter().map(|w| w.connections).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: Resonance = Resonance {
+        latency_ref: Duration::from_millis(100),
+        queue_ref: 32,
+    };
+
+    #[test]
+    fn terms_are_normalised() {
+        assert_eq!(load_resonance(0, 0.0, 0, &R), 0.0);
+        let half_latency = load_resonance(100_000, 0.0, 0, &R);
+        assert!((half_latency - 0.2).abs() < 1e-9, "{half_latency}");
+        let half_queue = load_resonance(0, 0.0, 32, &R);
+        assert!((half_queue - 0.1).abs() < 1e-9);
+        assert!((load_resonance(0, 1.0, 0, &R) - 0.4).abs() < 1e-9);
+        let worst = load_resonance(u64::MAX / 2, 1.0, u64::MAX / 2, &R);
+        assert!(worst <= 1.0 && worst > 0.99);
+        assert!(load_resonance(0, 7.0, 0, &R) <= 1.0);
+    }
+
+    #[test]
+    fn slower_means_higher() {
+        let a = load_resonance(2_000, 0.0, 4, &R);
+        let b = load_resonance(50_000, 0.0, 4, &R);
+        let c = load_resonance(50_000, 0.1, 4, &R);
+        assert!(a < b && b < c);
+    }
+}
