@@ -120,14 +120,18 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
     header(
         out,
         name,
-        "gauge",
-        "Latency quantiles over the sliding window.",
+        "summary",
+        "Latency quantiles over the sliding window (sum and count since start).",
     );
     for u in upstreams(t) {
         for (q, v) in [("0.5", u.p50_us), ("0.95", u.p95_us), ("0.99", u.p99_us)] {
             open_labels(out, name, u);
             let _ = writeln!(out, ",quantile=\"{q}\"}} {}", v as f64 / 1e6);
         }
+        open_labels(out, "dao_upstream_latency_seconds_sum", u);
+        let _ = writeln!(out, "}} {}", u.totals.sum_us as f64 / 1e6);
+        open_labels(out, "dao_upstream_latency_seconds_count", u);
+        let _ = writeln!(out, "}} {}", u.totals.requests);
     }
     gauge_per_upstream(
         out,
