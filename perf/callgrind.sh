@@ -13,6 +13,7 @@ N2=${N2:-12000}
 # One connection: every request takes the same path through the event loop,
 # so the count repeats from run to run (more connections batch unevenly).
 CONNS=${CONNS:-1}
+BIN=${CARGO_TARGET_DIR:-target}/release
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need valgrind || ! need wrk || ! need nginx; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind wrk nginx-light >/dev/null
@@ -25,7 +26,7 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 
-taskset -c 1 ./target/release/dao-bench-backend --cpu 1 > "$work/backend.addr" &
+taskset -c 1 "$BIN/dao-bench-backend" --cpu 1 > "$work/backend.addr" &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$work/backend.addr" ] && break; sleep 0.05; done
 backend=$(head -1 "$work/backend.addr")
@@ -38,7 +39,7 @@ dao_ir() { # N → Ir
   local port; port=$(free_port)
   printf '[server]\nbind = "127.0.0.1:%s"\nworkers = 1\n[[routes.rule]]\nname = "b"\n[[routes.rule.upstreams]]\nname = "b"\nurl = "http://%s"\n' "$port" "$backend" > "$work/dao.toml"
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/dao.$1.out" \
-    ./target/release/dao --config "$work/dao.toml" --exit-after-requests "$1" >/dev/null 2>"$work/dao.$1.log" &
+    "$BIN/dao" --config "$work/dao.toml" --exit-after-requests "$1" >/dev/null 2>"$work/dao.$1.log" &
   local pid=$!
   wait_port "$port"
   taskset -c 1 wrk -t1 -c"$CONNS" -d600s "http://127.0.0.1:$port/" >/dev/null 2>&1 &

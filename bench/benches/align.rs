@@ -1,15 +1,17 @@
-//! Route lookup and balancer picks, the per-request work of Align:
-//! nanoseconds per call on a 20-rule table and a 5-upstream route.
+//! Route lookup and balancer picks, the per-request work of Align: time per
+//! call on a 20-rule table and a 5-upstream route, measured by criterion.
 //!
 //!   cargo bench -p dao-bench --bench align
-#![allow(clippy::disallowed_methods)] // a benchmark reads the clock
+//!   cargo bench -p dao-bench --bench align -- --quick
 
 use std::hint::black_box;
-use std::time::Instant;
 
+use criterion::{criterion_group, criterion_main, Criterion};
 use dao::align::router::Target;
 use dao::align::Balancer;
 
+/// 20 rules cycling through an exact host, a `*.suffix` host and any host,
+/// each with its own path prefix; 5 weighted upstreams per rule.
 fn config() -> dao::memory::Config {
     let mut text = String::new();
     for i in 0..20 {
@@ -32,20 +34,7 @@ fn config() -> dao::memory::Config {
     dao::memory::parse(&text).expect("bench config")
 }
 
-fn per_call(n: u64, mut f: impl FnMut()) -> f64 {
-    let started = Instant::now();
-    for _ in 0..n {
-        f();
-    }
-    started.elapsed().as_nanos() as f64 / n as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn main() {
+fn route_lookup(c: &mut Criterion) {
     let config = config();
     let lookups = [
         (
@@ -57,41 +46,34 @@ fn main() {
         ("any host, last rule", b"other.org", b"/api/v17/x"),
         ("miss (404)", b"other.org", b"/nothing"),
     ];
+    let mut group = c.benchmark_group("route lookup");
     for (name, host, path) in lookups {
         let t = Target {
             host,
             path,
             method: b"GET",
         };
-        let ns = median(
-            (0..9)
-                .map(|_| {
-                    per_call(1_000_000, || {
-                        black_box(config.router.find(black_box(t), |_, _| false));
-                    })
-                })
-                .collect(),
-        );
-        println!("route lookup, {name}: {ns:.1} ns");
+        group.bench_function(name, |b| {
+            b.iter(|| config.router.find(black_box(t), |_, _| false));
+        });
     }
+    group.finish();
+}
+
+fn balancer_pick(c: &mut Criterion) {
+    let config = config();
     let route = &config.routes[0];
+    let mut rr = route.clone();
+    rr.policy = dao::memory::Policy::RoundRobin;
+    let mut group = c.benchmark_group("balancer pick");
     for (name, balancer) in [
         ("weighted (5 upstreams)", Balancer::new(route)),
-        ("round_robin", {
-            let mut rr = route.clone();
-            rr.policy = dao::memory::Policy::RoundRobin;
-            Balancer::new(&rr)
-        }),
+        ("round_robin", Balancer::new(&rr)),
     ] {
-        let ns = median(
-            (0..9)
-                .map(|_| {
-                    per_call(10_000_000, || {
-                        black_box(balancer.pick());
-                    })
-                })
-                .collect(),
-        );
-        println!("balancer pick, {name}: {ns:.2} ns");
+        group.bench_function(name, |b| b.iter(|| balancer.pick()));
     }
+    group.finish();
 }
+
+criterion_group!(benches, route_lookup, balancer_pick);
+criterion_main!(benches);

@@ -1,8 +1,10 @@
 //! dao-bench-backend: a fast keep-alive HTTP/1.1 origin for benchmarks.
 //!
 //! One pinned monoio thread; answers every request (pipelined ones too)
-//! with a fixed 200 response of `--size` bytes. Prints its address on the
-//! first line of stdout.
+//! with a fixed 200 response of `--size` bytes, and closes the connection
+//! after answering a request that carries `Connection: close` (so a client
+//! asking for a new connection per request gets one). Prints its address
+//! on the first line of stdout.
 
 use std::net::SocketAddr;
 
@@ -92,8 +94,13 @@ async fn serve(mut stream: TcpStream, response: &'static [u8]) {
         }
         // One response per complete request head (bench requests carry no body).
         let mut done = 0;
-        while let Some(end) = find_head_end(&buf[done..]) {
+        let mut close = false;
+        while !close {
+            let Some(end) = find_head_end(&buf[done..]) else {
+                break;
+            };
             out.extend_from_slice(response);
+            close = wants_close(&buf[done..done + end]);
             done += end;
         }
         buf.drain(..done);
@@ -108,7 +115,17 @@ async fn serve(mut stream: TcpStream, response: &'static [u8]) {
                 return;
             }
         }
+        if close {
+            return;
+        }
     }
+}
+
+/// Whether a request head asks to close the connection after its response.
+fn wants_close(head: &[u8]) -> bool {
+    const CLOSE: &[u8] = b"\r\nconnection: close\r\n";
+    head.windows(CLOSE.len())
+        .any(|w| w.eq_ignore_ascii_case(CLOSE))
 }
 
 fn find_head_end(b: &[u8]) -> Option<usize> {
