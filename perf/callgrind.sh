@@ -6,6 +6,7 @@
 # with SIGQUIT after wrk) as the peer.
 #
 #   bash perf/callgrind.sh               # N1=2000 N2=12000
+#   NGINX=0 DAO_EXTRA='[telemetry]\nenabled = false\nrequest_id = false' bash perf/callgrind.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N1=${N1:-2000}
@@ -13,6 +14,10 @@ N2=${N2:-12000}
 # One connection: every request takes the same path through the event loop,
 # so the count repeats from run to run (more connections batch unevenly).
 CONNS=${CONNS:-1}
+# TOML appended to DAO's config (e.g. '[telemetry]\nenabled = false' to
+# measure without Sense); NGINX=0 skips the nginx measurement.
+DAO_EXTRA=${DAO_EXTRA:-}
+NGINX=${NGINX:-1}
 BIN=${CARGO_TARGET_DIR:-target}/release
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need valgrind || ! need wrk || ! need nginx; then
@@ -37,7 +42,7 @@ total() { # callgrind out file → total Ir
 
 dao_ir() { # N → Ir
   local port; port=$(free_port)
-  printf '[server]\nbind = "127.0.0.1:%s"\nworkers = 1\n[[routes.rule]]\nname = "b"\n[[routes.rule.upstreams]]\nname = "b"\nurl = "http://%s"\n' "$port" "$backend" > "$work/dao.toml"
+  printf '[server]\nbind = "127.0.0.1:%s"\nworkers = 1\n[[routes.rule]]\nname = "b"\n[[routes.rule.upstreams]]\nname = "b"\nurl = "http://%s"\n%b\n' "$port" "$backend" "$DAO_EXTRA" > "$work/dao.toml"
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/dao.$1.out" \
     "$BIN/dao" --config "$work/dao.toml" --exit-after-requests "$1" >/dev/null 2>"$work/dao.$1.log" &
   local pid=$!
@@ -73,10 +78,11 @@ CONF
 
 a=$(dao_ir "$N1"); b=$(dao_ir "$N2")
 dao_per=$(( (b - a) / (N2 - N1) ))
+echo "DAO:   $dao_per instructions per proxied request ($N1 → $N2 requests: $a → $b Ir)"
+[ -n "${KEEP:-}" ] && cp "$work/dao.$N2.out" "${KEEP}" && echo "callgrind profile kept in $KEEP"
+[ "$NGINX" = 1 ] || exit 0
 read -r na ra <<<"$(nginx_ir 5)"; read -r nb rb <<<"$(nginx_ir 15)"
 nginx_per=$(( (nb - na) / (rb - ra) ))
-echo "DAO:   $dao_per instructions per proxied request ($N1 → $N2 requests: $a → $b Ir)"
 echo "nginx: $nginx_per instructions per proxied request ($ra → $rb requests: $na → $nb Ir)"
 awk -v d="$dao_per" -v n="$nginx_per" 'BEGIN {printf "DAO / nginx: %.2f\n", d/n}'
-[ -n "${KEEP:-}" ] && cp "$work/dao.$N2.out" "${KEEP}" && echo "callgrind profile kept in $KEEP"
 exit 0

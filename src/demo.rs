@@ -41,6 +41,9 @@ policy = "weighted"
   weight = 1
   [routes.rule.filters]
   request_headers_add = {{ "X-DAO-Gateway" = "demo" }}
+
+[telemetry]
+prometheus_bind = "127.0.0.1:0"
 "#
     );
     let config = memory::parse(&text).map_err(|e: ConfigError| e.to_string())?;
@@ -50,6 +53,8 @@ demo upstreams: demo-a, demo-b (weights 3:1 on /, demo-a only on /a/). Try:
   curl -i http://{addr}/a/anything       # always demo-a
   curl -N http://{addr}/stream           # chunks arrive one by one
   curl -i -d 'some body' http://{addr}/echo
+  curl -s http://{telemetry}/metrics | grep http_requests_total   # Sense: Prometheus
+  curl -i http://{telemetry}/health      # upstreams up/down
 Stop with Ctrl-C."
         .to_string();
     Ok((config, banner))

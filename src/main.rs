@@ -141,8 +141,17 @@ fn serve(config: Config, banner: Option<String>, exit_after: Option<u64>) -> Exi
         "dao listening on http://{} ({workers} worker(s))",
         server.local_addr()
     );
+    let telemetry = server.telemetry_addr();
+    if let Some(t) = telemetry {
+        println!("telemetry on http://{t} (/metrics, /health)");
+    }
     if let Some(b) = banner {
-        println!("{}", b.replace("{addr}", &server.local_addr().to_string()));
+        let t = telemetry.map(|t| t.to_string()).unwrap_or_default();
+        println!(
+            "{}",
+            b.replace("{addr}", &server.local_addr().to_string())
+                .replace("{telemetry}", &t)
+        );
     }
     let stats = server.wait();
     let opened: u64 = stats.iter().map(|s| s.opened).sum();

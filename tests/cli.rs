@@ -18,6 +18,13 @@ fn dao() -> Command {
 
 /// Starts the binary and reads the address from its first line.
 fn spawn(args: &[&str]) -> (Child, SocketAddr) {
+    let (child, addrs) = spawn_reading(args, 1);
+    (child, addrs[0])
+}
+
+/// Starts the binary and reads an address from each of its first `lines`
+/// lines of output.
+fn spawn_reading(args: &[&str], lines: usize) -> (Child, Vec<SocketAddr>) {
     let mut child = dao()
         .args(args)
         .stdout(Stdio::piped())
@@ -25,18 +32,22 @@ fn spawn(args: &[&str]) -> (Child, SocketAddr) {
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in {line:?}"))
-        .parse()
-        .unwrap();
+    let mut addrs = Vec::new();
+    for _ in 0..lines {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .parse()
+            .unwrap();
+        addrs.push(addr);
+    }
     // Keep draining stdout so the child never blocks on it.
     std::thread::spawn(move || for _ in out.lines() {});
-    (child, addr)
+    (child, addrs)
 }
 
 /// Writes `text` to a config file in a fresh directory and runs `dao` on it.
@@ -108,7 +119,8 @@ fn check_reports_field_errors_and_summaries() {
 
 #[test]
 fn demo_serves_on_its_own() {
-    let (mut child, addr) = spawn(&["demo", "--bind", "127.0.0.1:0", "--workers", "1"]);
+    let (mut child, addrs) = spawn_reading(&["demo", "--bind", "127.0.0.1:0", "--workers", "1"], 2);
+    let (addr, telemetry) = (addrs[0], addrs[1]);
     let mut c = Client::connect(addr);
     let r = c.get("/a/hello");
     assert_eq!(r.status, 200);
@@ -119,6 +131,37 @@ fn demo_serves_on_its_own() {
     );
     let r = c.get("/stream");
     assert!(r.text().contains("chunk 5 of 5"));
+    // The demo's Sense listener counts both requests once they are merged.
+    let counts = |m: &str| {
+        let mut v: Vec<String> = m
+            .lines()
+            .filter(|l| l.starts_with("http_requests_total{"))
+            .map(|l| l.split("{route=").nth(1).unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut seen = String::new();
+    let started = Instant::now();
+    while counts(&seen).len() < 2 && started.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+        seen = Client::connect(telemetry).get("/metrics").text();
+    }
+    let counts = counts(&seen);
+    assert_eq!(counts.len(), 2, "{seen}");
+    assert!(
+        counts[0].starts_with("\"everything\",upstream=\"demo-"),
+        "{seen}"
+    );
+    assert!(
+        counts[0].ends_with(",method=\"GET\",status=\"200\"} 1"),
+        "{seen}"
+    );
+    assert_eq!(
+        counts[1],
+        "\"only-a\",upstream=\"demo-a\",method=\"GET\",status=\"200\"} 1"
+    );
+    assert_eq!(Client::connect(telemetry).get("/health").status, 200);
     sigterm(&child);
     assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
 }

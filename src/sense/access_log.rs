@@ -196,8 +196,30 @@ fn civil_from_days(z: i64) -> (i64, u64, u64) {
 /// counter, unique within the process and unlikely to repeat across runs.
 #[derive(Debug)]
 pub struct RequestIds {
-    prefix: u64,
+    /// The per-worker random half, already in hex.
+    prefix: [u8; 16],
     next: Cell<u64>,
+}
+
+/// Two hex digits for every byte value, so a counter is written with
+/// eight table loads.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 15]];
+        i += 1;
+    }
+    t
+};
+
+fn hex16(v: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[byte as usize]);
+    }
+    out
 }
 
 impl RequestIds {
@@ -209,22 +231,18 @@ impl RequestIds {
             .as_nanos() as u64;
         let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ (worker as u64).rotate_left(48);
         RequestIds {
-            prefix: mix(seed),
+            prefix: hex16(mix(seed)),
             next: Cell::new(0),
         }
     }
 
-    /// The next id.
+    /// The next id: the worker's prefix, then the counter, 32 hex digits.
     pub fn next(&self) -> [u8; 32] {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let n = self.next.get();
         self.next.set(n.wrapping_add(1));
         let mut id = [0u8; 32];
-        for (i, v) in [self.prefix, n].into_iter().enumerate() {
-            for j in 0..16 {
-                id[i * 16 + j] = HEX[((v >> (60 - 4 * j)) & 15) as usize];
-            }
-        }
+        id[..16].copy_from_slice(&self.prefix);
+        id[16..].copy_from_slice(&hex16(n));
         id
     }
 }
@@ -265,6 +283,9 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a[..16], b[..16]);
         assert!(a.iter().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(&a[16..], b"0000000000000000");
+        assert_eq!(&b[16..], b"0000000000000001");
+        assert_eq!(&hex16(0x0123_4567_89ab_cdef), b"0123456789abcdef");
         assert_ne!(RequestIds::new(2).next()[..16], a[..16]);
     }
 
