@@ -87,7 +87,7 @@ fn check_reports_field_errors_and_summaries() {
     let bad = dir.join("bad.toml");
     std::fs::write(
         &bad,
-        "[server]\nworkers = 0\n[[routes.rule]]\nname = \"r\"\npolicy = \"resonant\"\n",
+        "[server]\nworkers = 0\n[[routes.rule]]\nname = \"r\"\npolicy = \"fastest\"\n",
     )
     .unwrap();
     let out = dao()
@@ -98,7 +98,7 @@ fn check_reports_field_errors_and_summaries() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("server.workers: 0 is out of range"), "{err}");
     assert!(
-        err.contains("routes.rule[0].policy: policy \"resonant\" is not supported yet"),
+        err.contains("routes.rule[0].policy: unknown policy \"fastest\""),
         "{err}"
     );
 

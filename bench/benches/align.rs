@@ -7,6 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use dao::align::balancer::{key_hash, Ask, Seen};
 use dao::align::router::Target;
 use dao::align::Balancer;
 
@@ -60,17 +61,57 @@ fn route_lookup(c: &mut Criterion) {
     group.finish();
 }
 
+/// One route of `n` upstreams under `policy`, as a config.
+fn policy_config(policy: &str, n: usize) -> dao::memory::Config {
+    let extra = match policy {
+        "consistent_hash" => "hash_on = \"header:x-user\"\nbounded_load = 1.25\n",
+        "resonant" => "intent = \"realtime\"\n",
+        _ => "",
+    };
+    let mut text = format!("[[routes.rule]]\nname = \"r\"\npolicy = \"{policy}\"\n{extra}");
+    for u in 0..n {
+        text += &format!(
+            "[[routes.rule.upstreams]]\nname = \"u{u}\"\nurl = \"http://127.0.0.1:{}\"\nintent = [\"{}\"]\n",
+            9000 + u,
+            if u % 2 == 0 { "realtime" } else { "batch" }
+        );
+    }
+    dao::memory::parse(&text).expect("bench config")
+}
+
 fn balancer_pick(c: &mut Criterion) {
-    let config = config();
-    let route = &config.routes[0];
-    let mut rr = route.clone();
-    rr.policy = dao::memory::Policy::RoundRobin;
     let mut group = c.benchmark_group("balancer pick");
-    for (name, balancer) in [
-        ("weighted (5 upstreams)", Balancer::new(route)),
-        ("round_robin", Balancer::new(&rr)),
-    ] {
-        group.bench_function(name, |b| b.iter(|| balancer.pick()));
+    for n in [5, 16] {
+        for policy in dao::memory::Policy::ALL.map(|(name, _)| name) {
+            let config = policy_config(policy, n);
+            let balancer = Balancer::new(&config, 0, 0);
+            // Some load in flight and a table view, as on a busy core.
+            for i in 0..n {
+                for _ in 0..i % 3 {
+                    balancer.started(i);
+                }
+                balancer.observe(
+                    i,
+                    Seen {
+                        latency: 0.01 * i as f64,
+                        error_rate: 0.0,
+                        in_flight: (i % 4) as f64,
+                        tempo_spikiness: 0.1,
+                        down: false,
+                    },
+                    0,
+                );
+            }
+            let ask = Ask {
+                intent: config.intent_index(b"realtime"),
+                key: Some(key_hash(b"user-42")),
+                avoid: 0,
+                now_us: 1_000_000,
+            };
+            group.bench_function(format!("{policy} ({n} upstreams)"), |b| {
+                b.iter(|| balancer.pick(black_box(&ask)))
+            });
+        }
     }
     group.finish();
 }

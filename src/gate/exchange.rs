@@ -60,7 +60,15 @@ impl Exchange {
     pub(crate) async fn run(conn: &mut Conn, route_index: usize) -> Outcome {
         let worker = conn.worker.clone();
         let route = &worker.config.routes[route_index];
-        let picked = worker.balancers[route_index].pick();
+        let ask = super::ask::ask(
+            &worker.config,
+            route,
+            &conn.head,
+            &conn.down,
+            &conn.client_ip,
+            worker.coarse_us(),
+        );
+        let picked = worker.pick(route_index, &ask);
         let upstream = &route.upstreams[picked];
         conn.tally.picked(route_index, picked);
         let mut bufs = Bufs {
@@ -299,6 +307,9 @@ impl Exchange {
         };
         let limit = proxy.read_timeout;
         conn.tally.status = resp.status;
+        if resp.status == 429 {
+            conn.tally.retry_after_us = retry_after_us(resp, &bufs.up);
+        }
         conn.tally.bytes_out += (bufs.out.len() + if direct { used } else { 0 }) as u64;
         if let Err(e) = write_all(&mut conn.client, &mut bufs.out, limit).await {
             return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
@@ -372,4 +383,17 @@ fn upstream_error(e: IoFail) -> ProxyError {
         IoFail::Timeout => ProxyError::UpstreamTimeout,
         e => ProxyError::UpstreamBeforeResponse(e.into_io()),
     }
+}
+
+/// A 429's `Retry-After` in microseconds, when given in seconds (an
+/// HTTP-date is not honoured: the 429 then counts as a failure).
+fn retry_after_us(resp: &ResponseHead, buf: &[u8]) -> Option<u64> {
+    let v = resp
+        .headers
+        .iter()
+        .find(|h| h.name.get(buf).eq_ignore_ascii_case(b"retry-after"))?
+        .value
+        .get(buf);
+    let secs: u64 = std::str::from_utf8(v).ok()?.trim().parse().ok()?;
+    Some(secs.saturating_mul(1_000_000))
 }

@@ -5,6 +5,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
+use crate::align::balancer::Verdict;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::runtime::worker::Worker;
@@ -25,6 +26,8 @@ pub(crate) struct Tally {
     pub(crate) status: u16,
     /// The request's own fields of the access log line.
     pub(crate) log_scratch: Vec<u8>,
+    /// A 429's `Retry-After`, for the balancer.
+    pub(crate) retry_after_us: Option<u64>,
 }
 
 impl Tally {
@@ -38,6 +41,7 @@ impl Tally {
             bytes_out: 0,
             status: 0,
             log_scratch: Vec::new(),
+            retry_after_us: None,
         }
     }
 
@@ -47,11 +51,13 @@ impl Tally {
         self.bytes_in = 0;
         self.bytes_out = 0;
         self.status = 0;
+        self.retry_after_us = None;
         self.method = method_index(method);
         self.started = self.worker.timing().then(clock::now);
     }
 
-    /// The request goes to upstream `upstream` of route `route`.
+    /// The request goes to upstream `upstream` of route `route` (the
+    /// balancer counts it in flight already).
     pub(crate) fn picked(&mut self, route: usize, upstream: usize) {
         if let Some(rec) = &self.worker.recorder {
             rec.borrow_mut()
@@ -65,13 +71,24 @@ impl Tally {
     /// client or the upstream went away).
     pub(crate) fn finish(&mut self, status: u16, error: Option<&ProxyError>, client: &str) {
         let w = self.worker.clone();
+        let duration_us = self.started.map_or(0, |t| {
+            clock::now().saturating_duration_since(t).as_micros() as u64
+        });
+        if let Some((r, u)) = self.slot {
+            let verdict = match (status, error) {
+                (_, Some(e)) if e.origin() == crate::error::Origin::Downstream => Verdict::Unknown,
+                (_, Some(_)) => Verdict::Failed,
+                (0, None) => Verdict::Unknown,
+                (429, None) => Verdict::Throttled(self.retry_after_us),
+                (s, None) if s >= 500 => Verdict::Failed,
+                _ => Verdict::Ok,
+            };
+            w.balancers[r].done(u, duration_us, verdict, w.coarse_us());
+        }
         if !w.timing() {
             self.slot = None;
             return;
         }
-        let duration_us = self.started.map_or(0, |t| {
-            clock::now().saturating_duration_since(t).as_micros() as u64
-        });
         let failure = error.and_then(|e| match e {
             ProxyError::Connect(_) => Some(Failure::Connect),
             ProxyError::UpstreamTimeout => Some(Failure::Timeout),
@@ -127,8 +144,12 @@ impl Tally {
 
 impl Drop for Tally {
     fn drop(&mut self) {
-        if let (Some((r, u)), Some(rec)) = (self.slot.take(), &self.worker.recorder) {
-            rec.borrow_mut().end(self.worker.slots.of(r, u));
+        if let Some((r, u)) = self.slot.take() {
+            let w = &self.worker;
+            w.balancers[r].done(u, 0, Verdict::Unknown, w.coarse_us());
+            if let Some(rec) = &w.recorder {
+                rec.borrow_mut().end(w.slots.of(r, u));
+            }
         }
     }
 }

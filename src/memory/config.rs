@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::balancing::{Balancing, Policies, Policy};
 use crate::align::Router;
 
 /// A validated configuration.
@@ -23,6 +24,18 @@ pub struct Config {
     pub pools: Vec<SocketAddr>,
     /// The route table compiled from `routes`.
     pub router: Router,
+    /// `[policies]`.
+    pub policies: Policies,
+    /// Every intent named in the config (routes, upstreams, relatedness),
+    /// sorted; policies refer to them by index.
+    pub intents: Vec<String>,
+}
+
+impl Config {
+    /// The index of an intent in `intents`.
+    pub fn intent_index(&self, name: &[u8]) -> Option<usize> {
+        self.intents.iter().position(|i| i.as_bytes() == name)
+    }
 }
 
 /// `[server]`: the downstream side.
@@ -110,24 +123,6 @@ impl std::fmt::Display for HostMatch {
     }
 }
 
-/// Load-balancing policy of a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Policy {
-    /// Each upstream in turn.
-    RoundRobin,
-    /// Smooth weighted round robin (as nginx's).
-    Weighted,
-}
-
-impl std::fmt::Display for Policy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Policy::RoundRobin => "round_robin",
-            Policy::Weighted => "weighted",
-        })
-    }
-}
-
 /// One `[[routes.rule]]`.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -143,6 +138,8 @@ pub struct Route {
     pub headers: Vec<(String, String)>,
     /// Balancing policy.
     pub policy: Policy,
+    /// The policy's options, outlier detection, slow start, panic mode.
+    pub balancing: Balancing,
     /// The route's intent label, read by intent-aware policies.
     pub intent: Option<String>,
     /// Upstreams, in file order.

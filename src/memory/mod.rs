@@ -1,11 +1,11 @@
 //! Memory: configuration state — the TOML schema, its validation into
 //! types that cannot hold bad values, and the errors that name each field.
 
+pub mod balancing;
 pub mod config;
 mod raw;
 mod validate;
 
-pub use config::{
-    Config, HostMatch, LogDestination, Policy, Proxy, Route, Server, Telemetry, Upstream,
-};
+pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
+pub use config::{Config, HostMatch, LogDestination, Proxy, Route, Server, Telemetry, Upstream};
 pub use validate::{load_file, parse, ConfigError, FieldError};

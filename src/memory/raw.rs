@@ -16,9 +16,10 @@ pub(crate) struct RawConfig {
     pub(crate) routes: RawRoutes,
     #[serde(default)]
     pub(crate) telemetry: RawTelemetry,
+    #[serde(default)]
+    pub(crate) policies: RawPolicies,
     // Sections owned by modules still to come: accepted by the parser so
     // that validation can say "not supported yet" with the field's name.
-    pub(crate) policies: Option<toml::Table>,
     pub(crate) admin: Option<toml::Table>,
     pub(crate) memory: Option<toml::Table>,
 }
@@ -79,6 +80,47 @@ pub(crate) struct RawRule {
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     pub(crate) filters: Option<toml::Table>,
+    pub(crate) hash_on: Option<String>,
+    pub(crate) bounded_load: Option<f64>,
+    pub(crate) resonant: Option<RawResonant>,
+    pub(crate) outlier_detection: Option<RawOutlier>,
+    pub(crate) slow_start: Option<String>,
+    pub(crate) panic_threshold: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPolicies {
+    pub(crate) resonant: Option<RawResonant>,
+    pub(crate) peak_ewma: Option<RawPeakEwma>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResonant {
+    pub(crate) w_load: Option<f64>,
+    pub(crate) w_intent: Option<f64>,
+    pub(crate) w_tempo: Option<f64>,
+    pub(crate) candidates: Option<i64>,
+    /// Only in `[policies.resonant]`: request intent → upstream intent → gap.
+    pub(crate) related: Option<BTreeMap<String, BTreeMap<String, f64>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeakEwma {
+    pub(crate) decay: Option<String>,
+    pub(crate) failure_penalty: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOutlier {
+    pub(crate) enabled: Option<bool>,
+    pub(crate) consecutive_failures: Option<i64>,
+    pub(crate) base_ejection_time: Option<String>,
+    pub(crate) max_ejection_time: Option<String>,
+    pub(crate) max_ejection_percent: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,7 +6,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use super::config::{Config, HostMatch, Policy, Proxy, Route, Server, Upstream};
+use super::balancing::{Policies, Policy};
+use super::config::{Config, HostMatch, Proxy, Route, Server, Upstream};
 use super::raw::{RawConfig, RawProxy, RawRule, RawServer, RawUpstream};
 use crate::align::Router;
 
@@ -77,6 +78,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 }
 
+mod balancing;
 mod telemetry;
 
 /// Filter keys that later issues add; named so the error says so.
@@ -100,14 +102,6 @@ const FUTURE_FILTERS: &[&str] = &[
     "ip_deny",
 ];
 
-const FUTURE_POLICIES: &[&str] = &[
-    "random",
-    "least_request",
-    "peak_ewma",
-    "consistent_hash",
-    "resonant",
-];
-
 struct Validator {
     errors: Vec<FieldError>,
 }
@@ -128,11 +122,8 @@ impl Validator {
         let server = self.server(raw.server);
         let proxy = self.proxy(raw.proxy);
         let telemetry = self.telemetry(raw.telemetry);
-        for (name, section) in [
-            ("policies", &raw.policies),
-            ("admin", &raw.admin),
-            ("memory", &raw.memory),
-        ] {
+        let policies = self.policies(raw.policies);
+        for (name, section) in [("admin", &raw.admin), ("memory", &raw.memory)] {
             if let Some(table) = section {
                 if table.is_empty() {
                     self.not_yet(name);
@@ -155,11 +146,33 @@ impl Validator {
                     format!("duplicate route name {:?}", rule.name),
                 );
             }
-            if let Some(route) = self.route(&path, rule, &mut pools) {
+            if let Some(route) = self.route(&path, rule, &mut pools, &policies) {
                 routes.push(route);
             }
         }
+        if let Some(t) = &telemetry {
+            for (i, r) in routes.iter().enumerate() {
+                if r.policy == Policy::Resonant && !t.enabled {
+                    self.err(
+                        format!("routes.rule[{i}].policy"),
+                        "resonant reads Sense's table: it needs telemetry.enabled = true",
+                    );
+                }
+            }
+        }
         let router = Router::new(&routes);
+        let mut intents: Vec<String> = routes
+            .iter()
+            .flat_map(|r| {
+                r.intent
+                    .iter()
+                    .chain(r.upstreams.iter().flat_map(|u| &u.intents))
+            })
+            .chain(policies.related.iter().flat_map(|(a, b, _)| [a, b]))
+            .cloned()
+            .collect();
+        intents.sort();
+        intents.dedup();
         Some(Config {
             server: server?,
             proxy: proxy?,
@@ -167,6 +180,8 @@ impl Validator {
             routes,
             pools,
             router,
+            policies,
+            intents,
         })
     }
 
@@ -280,29 +295,19 @@ impl Validator {
         })
     }
 
-    fn route(&mut self, path: &str, raw: RawRule, pools: &mut Vec<SocketAddr>) -> Option<Route> {
+    fn route(
+        &mut self,
+        path: &str,
+        mut raw: RawRule,
+        pools: &mut Vec<SocketAddr>,
+        policies: &Policies,
+    ) -> Option<Route> {
         let before = self.errors.len();
         if raw.name.trim().is_empty() {
             self.err(format!("{path}.name"), "must not be empty");
         }
-        let policy = match raw.policy.as_deref() {
-            None | Some("round_robin") => Policy::RoundRobin,
-            Some("weighted") => Policy::Weighted,
-            Some(p) if FUTURE_POLICIES.contains(&p) => {
-                self.err(
-                    format!("{path}.policy"),
-                    format!("policy {p:?} is not supported yet (round_robin, weighted)"),
-                );
-                Policy::RoundRobin
-            }
-            Some(p) => {
-                self.err(
-                    format!("{path}.policy"),
-                    format!("unknown policy {p:?} (round_robin, weighted)"),
-                );
-                Policy::RoundRobin
-            }
-        };
+        let policy = self.policy(path, raw.policy.as_deref());
+        let balancing = self.balancing(path, policy, &mut raw, policies);
         let host = match raw.matcher.host.as_deref() {
             None | Some("*") => HostMatch::Any,
             Some(h) => self.host(&format!("{path}.match.host"), h),
@@ -367,6 +372,7 @@ impl Validator {
             methods,
             headers,
             policy,
+            balancing,
             intent: raw.intent,
             upstreams,
             request_headers,
@@ -418,10 +424,10 @@ impl Validator {
             self.err(format!("{path}.name"), "must not be empty");
         }
         let weight = self.count(&format!("{path}.weight"), raw.weight, (1, 1000), 1) as u32;
-        if policy == Policy::RoundRobin && weight != 1 {
+        if !policy.uses_weights() && weight != 1 {
             self.err(
                 format!("{path}.weight"),
-                "weights apply only with policy = \"weighted\" (this route is round_robin)",
+                format!("weights apply only with policy = \"weighted\", \"random\" or \"consistent_hash\" (this route is {policy})"),
             );
         }
         let intents = raw.intent.unwrap_or_default();

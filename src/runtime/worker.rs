@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use monoio::net::TcpListener;
 
-use crate::align::Balancer;
+use crate::align::balancer::{Ask, Balancer, Seen};
 use crate::clock;
 use crate::memory::Config;
 use crate::sense::access_log::{AccessLog, RequestIds};
@@ -50,6 +50,13 @@ pub(crate) struct Worker {
     pub(crate) request_ids: Option<RequestIds>,
     /// Sense's channel to the control thread (dropped at exit).
     link: RefCell<Option<Link>>,
+    /// Whether requests are timed: for Sense, the access log or a
+    /// latency-aware policy.
+    timed: bool,
+    /// The epoch of the table last copied into the balancers.
+    table_epoch: Cell<u64>,
+    /// The worker's clock origin, for the balancers' microseconds.
+    origin: std::time::Instant,
     /// Responses finished (or failed) so far.
     handled: Cell<u64>,
     exit_after: Option<u64>,
@@ -75,10 +82,11 @@ impl Worker {
         }
     }
 
-    /// Whether requests are timed (for Sense or the access log).
+    /// Whether requests are timed (for Sense, the access log or a
+    /// latency-aware policy).
     #[inline]
     pub(crate) fn timing(&self) -> bool {
-        self.recorder.is_some() || self.access_log.is_some()
+        self.timed
     }
 
     /// A client connection was accepted.
@@ -95,8 +103,32 @@ impl Worker {
         }
     }
 
+    /// Microseconds since the worker started, at the last tick (100 ms).
+    pub(crate) fn coarse_us(&self) -> u64 {
+        self.coarse_now
+            .get()
+            .saturating_duration_since(self.origin)
+            .as_micros() as u64
+    }
+
+    /// Microseconds since the worker started, now.
+    pub(crate) fn now_us(&self) -> u64 {
+        clock::now()
+            .saturating_duration_since(self.origin)
+            .as_micros() as u64
+    }
+
+    /// Picks route `route`'s upstream for a request.
+    pub(crate) fn pick(&self, route: usize, ask: &Ask) -> usize {
+        let b = &self.balancers[route];
+        let i = b.pick(ask);
+        b.started(i);
+        i
+    }
+
     /// Hands the interval to the control thread and the log lines to
-    /// their writer; takes back emptied histograms.
+    /// their writer; takes back emptied histograms; copies a new table's
+    /// rows into the balancers.
     fn report(&self) {
         if let (Some(rec), Some(link)) = (&self.recorder, &*self.link.borrow()) {
             let mut rec = rec.borrow_mut();
@@ -105,6 +137,18 @@ impl Worker {
             }
             // The control thread is gone only at exit.
             let _ = link.reports.send(rec.seal());
+            let table = link.table.load();
+            if table.epoch != self.table_epoch.get() {
+                self.table_epoch.set(table.epoch);
+                let lat_ref = self.config.telemetry.latency_ref.as_micros() as f64;
+                let now = self.now_us();
+                for (r, route) in self.config.routes.iter().enumerate() {
+                    for u in 0..route.upstreams.len() {
+                        let row = &table.upstreams[self.slots.of(r, u)];
+                        self.balancers[r].observe(u, Seen::of(row, lat_ref), now);
+                    }
+                }
+            }
         }
         if let Some(log) = &self.access_log {
             log.flush();
@@ -167,9 +211,18 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
                 return PoolStats::default();
             }
         };
+        let timed = link.is_some()
+            || access_log.is_some()
+            || config
+                .routes
+                .iter()
+                .any(|r| r.policy == crate::memory::Policy::PeakEwma);
         let worker = Rc::new(Worker {
             id,
-            balancers: config.routes.iter().map(Balancer::new).collect(),
+            timed,
+            balancers: (0..config.routes.len())
+                .map(|r| Balancer::new(&config, r, id))
+                .collect(),
             pool: Pool::new(
                 config.pools.len(),
                 config.proxy.pool_max_idle,
@@ -183,6 +236,8 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
                 .is_some()
                 .then(|| RefCell::new(Recorder::new(id, slots.len()))),
             link: RefCell::new(link),
+            table_epoch: Cell::new(0),
+            origin: clock::now(),
             slots,
             access_log: access_log.map(AccessLog::new),
             request_ids: config.telemetry.request_id.then(|| RequestIds::new(id)),

@@ -28,6 +28,8 @@ pub struct Link {
     pub reports: Sender<Report>,
     /// Emptied histograms come back here.
     pub recycled: Receiver<Histogram<u64>>,
+    /// The published table, read once per interval (never per request).
+    pub table: Published,
 }
 
 /// Starts the control thread; returns it, the table it publishes and one
@@ -51,6 +53,7 @@ pub fn start(
         links.push(Link {
             reports: tx.clone(),
             recycled: brx,
+            table: published.clone(),
         });
     }
     drop(tx);

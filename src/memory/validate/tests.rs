@@ -72,25 +72,157 @@ fn good_config_loads() {
 
 #[test]
 fn not_supported_yet_names_the_field() {
-    let text = GOOD.replace("policy = \"weighted\"", "policy = \"resonant\"")
-        + "\n[policies.resonant]\nw_load = 0.6\n";
-    let text = text.replace(
+    let text = GOOD.replace(
         "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }",
         "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }\n  rate_limit_rps = 1000",
-    );
+    ) + "\n[admin]\nbind = \"127.0.0.1:9000\"\n";
     let errs = errors(&text);
-    assert!(
-        errs.iter()
-            .any(|e| e
-                .starts_with("routes.rule[0].policy: policy \"resonant\" is not supported yet")),
-        "{errs:?}"
-    );
     assert!(
         errs.contains(&"routes.rule[0].filters.rate_limit_rps: not supported yet".to_string()),
         "{errs:?}"
     );
     assert!(
-        errs.contains(&"policies.resonant: not supported yet".to_string()),
+        errs.contains(&"admin.bind: not supported yet".to_string()),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn balancing_settings_load() {
+    let text = GOOD
+        .replace("policy = \"weighted\"", "policy = \"resonant\"")
+        .replace("weight = 3\n", "")
+        + r#"
+[policies.resonant]
+w_load = 0.5
+candidates = 3
+related = { realtime = { "low-latency" = 0.2 } }
+[policies.peak_ewma]
+decay = "5s"
+"#;
+    let c = parse(&text).unwrap();
+    let r = &c.routes[0];
+    assert_eq!(r.policy, Policy::Resonant);
+    assert_eq!(r.balancing.resonant.w_load, 0.5);
+    assert_eq!(r.balancing.resonant.w_intent, 0.3);
+    assert_eq!(r.balancing.resonant.candidates, 3);
+    assert_eq!(r.balancing.outlier.consecutive_failures, 5);
+    assert_eq!(r.balancing.panic_threshold, 50);
+    assert_eq!(c.policies.peak_ewma.decay, Duration::from_secs(5));
+    assert_eq!(
+        c.policies.related,
+        [("realtime".to_string(), "low-latency".to_string(), 0.2)]
+    );
+    assert!(c.intents.contains(&"low-latency".to_string()));
+    assert!(c.intent_index(b"realtime").is_some());
+}
+
+#[test]
+fn balancing_errors_name_the_field() {
+    let route = |extra: &str, policy: &str| {
+        format!(
+            "[[routes.rule]]\nname = \"r\"\npolicy = \"{policy}\"\n{extra}\n[[routes.rule.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n"
+        )
+    };
+    let cases = [
+        (
+            route("", "fastest"),
+            "routes.rule[0].policy: unknown policy \"fastest\"",
+        ),
+        (
+            route("", "consistent_hash"),
+            "routes.rule[0].hash_on: consistent_hash needs",
+        ),
+        (
+            route("hash_on = \"query:x\"", "consistent_hash"),
+            "routes.rule[0].hash_on: \"query:x\"",
+        ),
+        (
+            route("hash_on = \"client_ip\"", "round_robin"),
+            "routes.rule[0].hash_on: applies only",
+        ),
+        (
+            route(
+                "hash_on = \"client_ip\"\nbounded_load = 0.5",
+                "consistent_hash",
+            ),
+            "routes.rule[0].bounded_load: 0.5",
+        ),
+        (
+            route("resonant = { w_load = -1.0 }", "resonant"),
+            "routes.rule[0].resonant.w_load: -1",
+        ),
+        (
+            route("resonant = { candidates = 0 }", "resonant"),
+            "routes.rule[0].resonant.candidates: 0 is out of range",
+        ),
+        (
+            route("resonant = { related = { a = { b = 0.1 } } }", "resonant"),
+            "routes.rule[0].resonant.related: intent relatedness is global",
+        ),
+        (
+            route("resonant = { w_load = 1.0 }", "least_request"),
+            "routes.rule[0].resonant: applies only",
+        ),
+        (
+            route("panic_threshold = 101", "random"),
+            "routes.rule[0].panic_threshold: 101 is out of range",
+        ),
+        (
+            route("slow_start = \"soon\"", "random"),
+            "routes.rule[0].slow_start: invalid duration",
+        ),
+        (
+            route(
+                "[routes.rule.outlier_detection]\nbase_ejection_time = \"10m\"",
+                "random",
+            ),
+            "routes.rule[0].outlier_detection.max_ejection_time: must not be shorter",
+        ),
+        (
+            route(
+                "[routes.rule.outlier_detection]\nconsecutive_failures = 0",
+                "random",
+            ),
+            "routes.rule[0].outlier_detection.consecutive_failures: 0 is out of range",
+        ),
+        (
+            route("", "resonant") + "[telemetry]\nenabled = false\n",
+            "routes.rule[0].policy: resonant reads Sense's table",
+        ),
+        (
+            route("", "round_robin") + "[policies.resonant]\nrelated = { a = { b = 1.5 } }\n",
+            "policies.resonant.related.a.b: 1.5 is not a gap",
+        ),
+        (
+            route("", "round_robin") + "[policies.peak_ewma]\ndecay = \"0s\"\n",
+            "policies.peak_ewma.decay: must be greater than zero",
+        ),
+    ];
+    for (text, want) in cases {
+        let errs = errors(&text);
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "want {want:?} in {errs:?}"
+        );
+    }
+    // Weights belong to weight-aware policies.
+    let errs = errors(&route("", "least_request").replace(
+        "url = \"http://127.0.0.1:1\"",
+        "url = \"http://127.0.0.1:1\"\nweight = 2",
+    ));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes.rule[0].upstreams[0].weight: weights apply only")),
+        "{errs:?}"
+    );
+    // An unknown key inside a balancing table is refused by name.
+    let errs = errors(&route(
+        "[routes.rule.outlier_detection]\ninterval = \"1s\"",
+        "random",
+    ));
+    assert!(
+        errs.iter().any(|e| e.contains("unknown field `interval`")),
         "{errs:?}"
     );
 }
