@@ -90,18 +90,16 @@ fn balancer_pick(c: &mut Criterion) {
                 for _ in 0..i % 3 {
                     balancer.started(i);
                 }
-                balancer.observe(
-                    i,
-                    Seen {
-                        latency: 0.01 * i as f64,
-                        error_rate: 0.0,
-                        in_flight: (i % 4) as f64,
-                        tempo_spikiness: 0.1,
-                        down: false,
-                    },
-                    0,
-                );
             }
+            balancer.observe(0, |i| Seen {
+                p95_us: 1000.0 * (1 + i % 5) as f64,
+                samples: 100,
+                recent_us: 800.0 * (1 + i % 5) as f64,
+                error_rate: 0.0,
+                in_flight: (i % 4) as f64,
+                tempo_spikiness: 0.1,
+                down: false,
+            });
             let ask = Ask {
                 intent: config.intent_index(b"realtime"),
                 key: Some(key_hash(b"user-42")),

@@ -73,7 +73,8 @@ pub struct ResonantWeights {
     pub w_intent: f64,
     /// Weight of `tempo_spikiness`.
     pub w_tempo: f64,
-    /// Random candidates compared per pick (2: power of two choices).
+    /// Random candidates compared per pick (default 3; 2: power of two
+    /// choices).
     pub candidates: usize,
 }
 
@@ -83,7 +84,7 @@ impl Default for ResonantWeights {
             w_load: 0.6,
             w_intent: 0.3,
             w_tempo: 0.1,
-            candidates: 2,
+            candidates: 3,
         }
     }
 }

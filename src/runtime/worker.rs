@@ -140,13 +140,9 @@ impl Worker {
             let table = link.table.load();
             if table.epoch != self.table_epoch.get() {
                 self.table_epoch.set(table.epoch);
-                let lat_ref = self.config.telemetry.latency_ref.as_micros() as f64;
                 let now = self.now_us();
-                for (r, route) in self.config.routes.iter().enumerate() {
-                    for u in 0..route.upstreams.len() {
-                        let row = &table.upstreams[self.slots.of(r, u)];
-                        self.balancers[r].observe(u, Seen::of(row, lat_ref), now);
-                    }
+                for (r, b) in self.balancers.iter().enumerate() {
+                    b.observe(now, |u| Seen::of(&table.upstreams[self.slots.of(r, u)]));
                 }
             }
         }

@@ -17,6 +17,9 @@ use hdrhistogram::Histogram;
 use super::record::{new_histogram, Counters, Report};
 use super::table::{load_resonance, Resonance, ResonanceTable, Slots, UpstreamState, WorkerState};
 
+/// Time constant of `UpstreamState::recent_us`.
+pub const RECENT: Duration = Duration::from_millis(500);
+
 /// Slices in a window.
 pub const SLICES: usize = 10;
 
@@ -70,6 +73,11 @@ struct Series {
     /// Requests per closed interval, oldest first.
     tempo: VecDeque<u64>,
     interval_requests: u64,
+    /// Timed requests and their summed latency this interval, and the
+    /// moving average of the per-interval means (µs; 0: none yet).
+    interval_timed: u64,
+    interval_sum_us: u64,
+    recent_us: f64,
     fail_streak: u32,
     /// Failures this interval, and the longest streak reported by a core
     /// that also saw a response (the streak since that response).
@@ -120,6 +128,8 @@ impl Merger {
             };
             s.totals.add(&sr.counters);
             s.interval_requests += sr.counters.requests;
+            s.interval_timed += sr.counters.buckets.iter().sum::<u64>();
+            s.interval_sum_us += sr.counters.sum_us;
             s.window_requests += sr.counters.requests;
             s.window_errors += sr.counters.errors;
             if s.slices.is_empty() {
@@ -174,6 +184,20 @@ impl Merger {
                 s.tempo.pop_front();
             }
             let (rps, spikiness) = tempo(&s.tempo, shape.interval);
+            // Recent latency: an average of the interval means with a
+            // RECENT time constant, whatever the interval; kept as it was
+            // through intervals without requests.
+            if s.interval_timed > 0 {
+                let mean = s.interval_sum_us as f64 / s.interval_timed as f64;
+                let a = 1.0 - (-shape.interval.as_secs_f64() / RECENT.as_secs_f64()).exp();
+                s.recent_us = if s.recent_us == 0.0 {
+                    mean
+                } else {
+                    s.recent_us + a * (mean - s.recent_us)
+                };
+            }
+            s.interval_timed = 0;
+            s.interval_sum_us = 0;
             // Window.
             s.intervals_in_slice += 1;
             if s.intervals_in_slice >= shape.slice_intervals {
@@ -217,6 +241,7 @@ impl Merger {
                 rps,
                 in_flight,
                 tempo_spikiness: spikiness,
+                recent_us: s.recent_us,
                 load_resonance: load_resonance(p95_us, error_rate, in_flight, &shape.resonance),
                 fail_streak: s.fail_streak,
                 totals: s.totals.clone(),

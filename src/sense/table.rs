@@ -120,6 +120,10 @@ pub struct UpstreamState {
     /// Coefficient of variation of the per-interval request rate over the
     /// recent tempo intervals (0 for a steady or idle upstream).
     pub tempo_spikiness: f64,
+    /// Mean latency of recent requests (µs): the per-interval means
+    /// averaged with a 500 ms time constant (`merge::RECENT`); 0 before
+    /// the first. Fresher than the window's quantiles, for balancing.
+    pub recent_us: f64,
     /// See [`load_resonance`].
     pub load_resonance: f64,
     /// Gateway failures in a row with no response in between: the upstream
@@ -178,6 +182,7 @@ impl ResonanceTable {
                     rps: 0.0,
                     in_flight: 0,
                     tempo_spikiness: 0.0,
+                    recent_us: 0.0,
                     load_resonance: 0.0,
                     fail_streak: 0,
                     totals: Counters::default(),

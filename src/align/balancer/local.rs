@@ -12,6 +12,8 @@ pub(super) struct Local {
     pub(super) current: Cell<i64>,
     /// The table's view, and this core's in-flight count when it came.
     seen: Cell<Seen>,
+    /// The latency the resonant cost uses, µs.
+    latency: Cell<f64>,
     in_flight_at_seen: Cell<u32>,
     /// Peak EWMA of latency (µs) and when it was last updated.
     ewma_us: Cell<f64>,
@@ -37,7 +39,8 @@ impl Local {
         self.in_flight.set(self.in_flight.get().saturating_sub(1));
     }
 
-    pub(super) fn observe(&self, seen: Seen, now_us: u64) {
+    pub(super) fn observe(&self, seen: Seen, latency: f64, now_us: u64) {
+        self.latency.set(latency);
         if self.seen.get().down && !seen.down {
             self.back_since.set(now_us.max(1));
         }
@@ -47,6 +50,10 @@ impl Local {
 
     pub(super) fn seen(&self) -> Seen {
         self.seen.get()
+    }
+
+    pub(super) fn latency(&self) -> f64 {
+        self.latency.get()
     }
 
     /// This core's change in flight since the table came (may be < 0).

@@ -57,8 +57,12 @@ pub enum Verdict {
 /// What the balancer learns from the resonance table, per upstream.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Seen {
-    /// `load_resonance`'s latency term: p95 / (p95 + latency_ref).
-    pub latency: f64,
+    /// p95 latency over the window, µs.
+    pub p95_us: f64,
+    /// Requests in the window (0: the p95 means nothing).
+    pub samples: u64,
+    /// Recent mean latency, µs (0: none yet).
+    pub recent_us: f64,
     /// Error rate over the window.
     pub error_rate: f64,
     /// Requests in flight, all cores together, at the merge.
@@ -70,11 +74,24 @@ pub struct Seen {
 }
 
 impl Seen {
-    /// The balancer's view of a table row (`latency_ref` in µs).
-    pub fn of(state: &UpstreamState, latency_ref_us: f64) -> Seen {
-        let p95 = state.p95_us as f64;
+    /// The latency the resonant cost uses: the recent mean, else the
+    /// window's p95 (0: nothing known).
+    pub fn latency_us(&self) -> f64 {
+        if self.recent_us > 0.0 {
+            self.recent_us
+        } else if self.samples > 0 {
+            self.p95_us
+        } else {
+            0.0
+        }
+    }
+
+    /// The balancer's view of a table row.
+    pub fn of(state: &UpstreamState) -> Seen {
         Seen {
-            latency: p95 / (p95 + latency_ref_us.max(1.0)),
+            p95_us: state.p95_us as f64,
+            samples: state.window_requests,
+            recent_us: state.recent_us,
             error_rate: state.error_rate,
             in_flight: state.in_flight as f64,
             tempo_spikiness: state.tempo_spikiness,
@@ -101,8 +118,8 @@ pub struct Balancer {
     /// Peak EWMA: time constant and failure penalty, in µs.
     decay_us: f64,
     penalty_us: f64,
-    /// Sense's queue reference (the queue term is one half there).
-    queue_ref: f64,
+    /// The route's mean cost at the last merge (see `resonant`).
+    cost_ref: Cell<f64>,
     /// Cores: one core's change in flight stands for every core's.
     workers: f64,
     outlier: Outlier,
@@ -143,7 +160,7 @@ impl Balancer {
             weights_resonant: b.resonant,
             decay_us: config.policies.peak_ewma.decay.as_micros() as f64,
             penalty_us: config.policies.peak_ewma.failure_penalty.as_micros() as f64,
-            queue_ref: f64::from(config.telemetry.queue_ref.max(1)),
+            cost_ref: Cell::new(1.0),
             workers: config.server.workers.max(1) as f64,
             outlier: b.outlier,
             slow_start_us: b.slow_start.map_or(0, |d| d.as_micros() as u64),
@@ -262,9 +279,30 @@ impl Balancer {
         }
     }
 
-    /// Copies in what the table says about upstream `i`, at `now_us`.
-    pub fn observe(&self, i: usize, seen: Seen, now_us: u64) {
-        self.ups[i].observe(seen, now_us);
+    /// Copies in what a new table says, `seen(i)` for upstream `i`, at
+    /// `now_us`, and the route's references for the resonant score.
+    pub fn observe(&self, now_us: u64, seen: impl Fn(usize) -> Seen) {
+        let rows: Vec<Seen> = (0..self.ups.len()).map(seen).collect();
+        // An upstream with no latency yet counts as the route's average.
+        let known: Vec<f64> = rows
+            .iter()
+            .map(Seen::latency_us)
+            .filter(|&l| l > 0.0)
+            .collect();
+        let mean = known.iter().sum::<f64>() / known.len().max(1) as f64;
+        let latency = |s: &Seen| match s.latency_us() {
+            l if l > 0.0 => l,
+            _ => mean.max(1.0),
+        };
+        let cost = rows
+            .iter()
+            .map(|s| latency(s) * (s.in_flight + 1.0))
+            .sum::<f64>();
+        self.cost_ref
+            .set((cost / rows.len().max(1) as f64).max(1.0));
+        for (u, s) in self.ups.iter().zip(rows) {
+            u.observe(s, latency(&s), now_us);
+        }
     }
 
     /// Whether upstream `i` is ejected at `now_us` (for tests and metrics).

@@ -162,13 +162,13 @@ fn resonant_prefers_low_load_and_matching_intent() {
     assert_eq!(b.pick(&realtime), 1);
     assert_eq!(b.pick(&batch), 2);
     // A heavily loaded match loses to an idle neutral upstream.
-    let heavy = Seen {
-        latency: 0.9,
-        error_rate: 0.9,
-        in_flight: 500.0,
+    b.observe(0, |i| Seen {
+        p95_us: if i == 1 { 500_000.0 } else { 1_000.0 },
+        samples: 100,
+        error_rate: if i == 1 { 0.9 } else { 0.0 },
+        in_flight: if i == 1 { 500.0 } else { 1.0 },
         ..Seen::default()
-    };
-    b.observe(1, heavy, 0);
+    });
     assert_eq!(b.pick(&realtime), 0);
     assert!(b.resonant_score(1, &realtime) > b.resonant_score(0, &realtime));
 }
