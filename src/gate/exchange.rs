@@ -60,7 +60,7 @@ impl Exchange {
     pub(crate) async fn run(conn: &mut Conn, route_index: usize) -> Outcome {
         let worker = conn.worker.clone();
         let route = &worker.config.routes[route_index];
-        let picked = worker.balancers[route_index].pick();
+        let picked = worker.pick(route_index);
         let upstream = &route.upstreams[picked];
         conn.tally.picked(route_index, picked);
         let mut bufs = Bufs {

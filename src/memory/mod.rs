@@ -6,6 +6,7 @@ mod raw;
 mod validate;
 
 pub use config::{
-    Config, HostMatch, LogDestination, Policy, Proxy, Route, Server, Telemetry, Upstream,
+    Config, HealthCheck, HostMatch, LogDestination, Policy, Proxy, Route, Server, Telemetry,
+    Upstream,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

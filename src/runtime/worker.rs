@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use monoio::net::TcpListener;
 
-use crate::align::Balancer;
+use crate::align::{health, Balancer};
 use crate::clock;
 use crate::memory::Config;
 use crate::sense::access_log::{AccessLog, RequestIds};
 use crate::sense::control::Link;
 use crate::sense::record::Recorder;
-use crate::sense::Slots;
+use crate::sense::{ResonanceTable, Slots};
 use crate::upstream::pool::{Pool, PoolStats};
 
 /// Capacity of the buffers lent to exchanges.
@@ -48,6 +48,9 @@ pub(crate) struct Worker {
     pub(crate) access_log: Option<AccessLog>,
     /// Request id generator, when ids are generated.
     pub(crate) request_ids: Option<RequestIds>,
+    /// This core's copy of the latest resonance table, refreshed with one
+    /// load every merge interval (an empty table when telemetry is off).
+    pub(crate) table: RefCell<Arc<ResonanceTable>>,
     /// Sense's channel to the control thread (dropped at exit).
     link: RefCell<Option<Link>>,
     /// Responses finished (or failed) so far.
@@ -73,6 +76,29 @@ impl Worker {
         if self.exit_after == Some(n) {
             self.stop.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// The upstream of route `route` a request goes to: the balancer's
+    /// pick, skipping upstreams that active health checks have down (per
+    /// this core's copy of the table); when all are down, the pick anyway.
+    #[inline]
+    pub(crate) fn pick(&self, route: usize) -> usize {
+        let balancer = &self.balancers[route];
+        let r = &self.config.routes[route];
+        if r.health_check.is_none() {
+            return balancer.pick();
+        }
+        let table = self.table.borrow();
+        let pick = health::pick_usable(balancer, r.upstreams.len(), |u| {
+            health::usable(&table, self.slots.of(route, u))
+        });
+        if pick.panic {
+            if let Some(rec) = &self.recorder {
+                rec.borrow_mut()
+                    .panic_pick(self.slots.of(route, pick.index));
+            }
+        }
+        pick.index
     }
 
     /// Whether requests are timed (for Sense or the access log).
@@ -105,6 +131,7 @@ impl Worker {
             }
             // The control thread is gone only at exit.
             let _ = link.reports.send(rec.seal());
+            *self.table.borrow_mut() = link.table.load_full();
         }
         if let Some(log) = &self.access_log {
             log.flush();
@@ -182,6 +209,10 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             recorder: link
                 .is_some()
                 .then(|| RefCell::new(Recorder::new(id, slots.len()))),
+            table: RefCell::new(match &link {
+                Some(l) => l.table.load_full(),
+                None => Arc::new(ResonanceTable::empty(&slots, config.server.workers)),
+            }),
             link: RefCell::new(link),
             slots,
             access_log: access_log.map(AccessLog::new),
