@@ -105,6 +105,18 @@ fn check(path: Option<PathBuf>) -> ExitCode {
                     r.policy,
                     ups.join(", ")
                 );
+                if let Some(hc) = &r.health_check {
+                    println!(
+                        "    health check: GET {} every {} (timeout {}, up after {}, down after {}, status {}-{})",
+                        hc.path,
+                        humantime::format_duration(hc.interval),
+                        humantime::format_duration(hc.timeout),
+                        hc.healthy_threshold,
+                        hc.unhealthy_threshold,
+                        hc.expected_status.0,
+                        hc.expected_status.1
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

@@ -107,6 +107,10 @@ fn check_reports_field_errors_and_summaries() {
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("3 route(s)"), "{text}");
+    assert!(
+        text.contains("health check: GET /healthz every 5s (timeout 1s, up after 2, down after 3, status 200-299)"),
+        "{text}"
+    );
 
     // Running with a bad config refuses to start.
     let out = dao()

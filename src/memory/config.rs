@@ -146,6 +146,27 @@ pub struct Route {
     pub upstreams: Vec<Upstream>,
     /// `request_headers_add`, serialised as `Name: value\r\n` lines.
     pub request_headers: Vec<u8>,
+    /// Active health checks of every upstream of the route, if configured.
+    pub health_check: Option<HealthCheck>,
+}
+
+/// `[routes.rule.health_check]`: how each upstream of a route is probed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Path of the `GET` (starts with `/`).
+    pub path: String,
+    /// Time between the starts of two probes of one upstream.
+    pub interval: Duration,
+    /// Time a probe gets to connect and read the status line (< interval).
+    pub timeout: Duration,
+    /// Successes in a row that bring a down upstream back up.
+    pub healthy_threshold: u32,
+    /// Failures in a row that take an up upstream down.
+    pub unhealthy_threshold: u32,
+    /// Statuses that count as success, both ends included.
+    pub expected_status: (u16, u16),
+    /// `Host` header of the probe; `None`: the upstream's authority.
+    pub host: Option<String>,
 }
 
 /// One `[[routes.rule.upstreams]]`.

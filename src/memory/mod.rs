@@ -7,5 +7,7 @@ mod raw;
 mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
-pub use config::{Config, HostMatch, LogDestination, Proxy, Route, Server, Telemetry, Upstream};
+pub use config::{
+    Config, HealthCheck, HostMatch, LogDestination, Proxy, Route, Server, Telemetry, Upstream,
+};
 pub use validate::{load_file, parse, ConfigError, FieldError};

@@ -86,6 +86,21 @@ pub(crate) struct RawRule {
     pub(crate) outlier_detection: Option<RawOutlier>,
     pub(crate) slow_start: Option<String>,
     pub(crate) panic_threshold: Option<i64>,
+    /// Read as a table so that errors, unknown keys included, can name the
+    /// field's path; then deserialised into `RawHealthCheck`.
+    pub(crate) health_check: Option<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealthCheck {
+    pub(crate) path: Option<String>,
+    pub(crate) interval: Option<String>,
+    pub(crate) timeout: Option<String>,
+    pub(crate) healthy_threshold: Option<i64>,
+    pub(crate) unhealthy_threshold: Option<i64>,
+    pub(crate) expected_status: Option<String>,
+    pub(crate) host: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

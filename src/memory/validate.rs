@@ -69,7 +69,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
         // toml names the key and its line; keep its message whole.
         ConfigError::one("", e.to_string().trim_end().to_string())
     })?;
-    let mut v = Validator { errors: Vec::new() };
+    let mut v = Validator {
+        errors: Vec::new(),
+        telemetry_enabled: true,
+    };
     let config = v.config(raw);
     if v.errors.is_empty() {
         Ok(config.expect("no errors means a config"))
@@ -79,6 +82,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 mod balancing;
+mod health;
 mod telemetry;
 
 /// Filter keys that later issues add; named so the error says so.
@@ -104,6 +108,8 @@ const FUTURE_FILTERS: &[&str] = &[
 
 struct Validator {
     errors: Vec<FieldError>,
+    /// `telemetry.enabled`, which health checks need.
+    telemetry_enabled: bool,
 }
 
 impl Validator {
@@ -121,6 +127,7 @@ impl Validator {
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
         let server = self.server(raw.server);
         let proxy = self.proxy(raw.proxy);
+        self.telemetry_enabled = raw.telemetry.enabled.unwrap_or(true);
         let telemetry = self.telemetry(raw.telemetry);
         let policies = self.policies(raw.policies);
         for (name, section) in [("admin", &raw.admin), ("memory", &raw.memory)] {
@@ -362,6 +369,7 @@ impl Validator {
             }
         }
         let request_headers = self.filters(&format!("{path}.filters"), raw.filters);
+        let health_check = self.health_check(&format!("{path}.health_check"), raw.health_check);
         if self.errors.len() > before {
             return None;
         }
@@ -376,6 +384,7 @@ impl Validator {
             intent: raw.intent,
             upstreams,
             request_headers,
+            health_check,
         })
     }
 

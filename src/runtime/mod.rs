@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::align::health::Checker;
 use crate::clock;
 use crate::gate::listener;
 use crate::memory::Config;
@@ -27,6 +28,8 @@ pub struct Server {
     /// The telemetry listener's address, thread and stop flag.
     telemetry: Option<(SocketAddr, JoinHandle<()>, Arc<AtomicBool>)>,
     access_log: Option<JoinHandle<()>>,
+    /// The active health checks' thread, when a route has checks.
+    health: Option<Checker>,
 }
 
 impl Server {
@@ -58,9 +61,12 @@ impl Server {
             tracing::warn!("io_uring is not available: workers use the legacy epoll driver");
         }
         let slots = Slots::new(&config);
+        // Health checks need the control thread (validation refuses them
+        // with telemetry off): verdicts reach the workers in its table.
+        let (checks_tx, checks_rx) = std::sync::mpsc::channel();
         let (control, mut links) = if config.telemetry.enabled {
             let (handle, published, links) =
-                control::start(&config.telemetry, slots.clone(), count, started)?;
+                control::start(&config.telemetry, slots.clone(), count, started, checks_rx)?;
             (
                 Some((handle, published)),
                 links.into_iter().map(Some).collect(),
@@ -86,6 +92,10 @@ impl Server {
                 Some((taddr, h, tstop))
             }
             _ => None,
+        };
+        let health = match &control {
+            Some(_) => Checker::start(&config, &slots, checks_tx)?,
+            None => None,
         };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut workers = Vec::with_capacity(count);
@@ -113,6 +123,7 @@ impl Server {
             control,
             telemetry,
             access_log,
+            health,
         })
     }
 
@@ -144,6 +155,9 @@ impl Server {
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
             .collect();
+        if let Some(checker) = self.health {
+            checker.stop();
+        }
         // The workers' senders are gone: these threads finish their queues
         // (a last merge, the last log lines) and end.
         if let Some((h, _)) = self.control {

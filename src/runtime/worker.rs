@@ -123,6 +123,11 @@ impl Worker {
         let b = &self.balancers[route];
         let i = b.pick(ask);
         b.started(i);
+        if b.panicked() {
+            if let Some(rec) = &self.recorder {
+                rec.borrow_mut().panic_pick(self.slots.of(route, i));
+            }
+        }
         i
     }
 

@@ -2,7 +2,8 @@
 //! (workers never wait on it), merges them, and every merge interval
 //! publishes a new `ResonanceTable` with one pointer swap. Emptied
 //! histograms go back to the core they came from, so recording allocates
-//! nothing once warm.
+//! nothing once warm. Active health check results (from the `dao-health`
+//! thread) come in on a channel of their own and land in the next table.
 
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -28,18 +29,31 @@ pub struct Link {
     pub reports: Sender<Report>,
     /// Emptied histograms come back here.
     pub recycled: Receiver<Histogram<u64>>,
-    /// The published table, read once per interval (never per request).
+    /// The published table, loaded once per merge interval by the worker.
     pub table: Published,
+}
+
+/// One active health check result, sent by the health thread.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The slots of every (route, upstream) the probed address stands for.
+    pub slots: Arc<[usize]>,
+    /// Whether the probe got an expected status in time.
+    pub passed: bool,
+    /// The verdict after this probe.
+    pub up: bool,
 }
 
 /// Starts the control thread; returns it, the table it publishes and one
 /// link per worker. The thread ends once every link's sender is dropped
-/// (the workers have stopped), after a last merge.
+/// (the workers have stopped), after a last merge. Health check results
+/// sent on `checks` are taken in at every publication.
 pub fn start(
     telemetry: &Telemetry,
     slots: Slots,
     workers: usize,
     started: Instant,
+    checks: Receiver<Checked>,
 ) -> std::io::Result<(JoinHandle<()>, Published, Vec<Link>)> {
     let published: Published = Arc::new(ArcSwap::from_pointee(ResonanceTable::empty(
         &slots, workers,
@@ -70,13 +84,14 @@ pub fn start(
     let out = published.clone();
     let handle = std::thread::Builder::new()
         .name("dao-control".into())
-        .spawn(move || run(merger, rx, back, out, shape, started))?;
+        .spawn(move || run(merger, rx, checks, back, out, shape, started))?;
     Ok((handle, published, links))
 }
 
 fn run(
     mut merger: Merger,
     rx: Receiver<Report>,
+    checks: Receiver<Checked>,
     back: Vec<Sender<Histogram<u64>>>,
     out: Published,
     shape: Shape,
@@ -84,6 +99,12 @@ fn run(
 ) {
     let mut next = clock::now() + shape.interval;
     let publish = |merger: &mut Merger| {
+        // (Disconnected: no health thread, or it has stopped.)
+        while let Ok(c) = checks.try_recv() {
+            for &slot in c.slots.iter() {
+                merger.checked(slot, c.passed, c.up);
+            }
+        }
         let now = clock::now();
         out.store(Arc::new(
             merger.close(now.saturating_duration_since(started)),

@@ -15,7 +15,10 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::record::{new_histogram, Counters, Report};
-use super::table::{load_resonance, Resonance, ResonanceTable, Slots, UpstreamState, WorkerState};
+use super::table::{
+    load_resonance, CheckCounts, Health, Resonance, ResonanceTable, Slots, UpstreamState,
+    WorkerState,
+};
 
 /// Time constant of `UpstreamState::recent_us`.
 pub const RECENT: Duration = Duration::from_millis(500);
@@ -83,6 +86,9 @@ struct Series {
     /// that also saw a response (the streak since that response).
     interval_failures: u64,
     streak_after_response: Option<u32>,
+    /// The latest verdict of active health checks, and their results.
+    checked: Option<Health>,
+    checks: CheckCounts,
 }
 
 /// Merged state of all cores.
@@ -155,6 +161,20 @@ impl Merger {
                     Some(s.streak_after_response.unwrap_or(0).max(sr.fail_streak));
             }
         }
+    }
+
+    /// Takes in one active health check of the upstream of `slot`: whether
+    /// it passed, and the verdict after it (`up`).
+    pub fn checked(&mut self, slot: usize, passed: bool, up: bool) {
+        let Some(s) = self.series.get_mut(slot) else {
+            return;
+        };
+        if passed {
+            s.checks.success += 1;
+        } else {
+            s.checks.failure += 1;
+        }
+        s.checked = Some(if up { Health::Up } else { Health::Down });
     }
 
     /// Histograms emptied for `worker` since the last call.
@@ -244,6 +264,8 @@ impl Merger {
                 recent_us: s.recent_us,
                 load_resonance: load_resonance(p95_us, error_rate, in_flight, &shape.resonance),
                 fail_streak: s.fail_streak,
+                checked: s.checked.unwrap_or_else(|| self.slots.initial_health(i)),
+                checks: s.checks,
                 totals: s.totals.clone(),
             });
         }

@@ -23,4 +23,4 @@ pub mod prometheus;
 pub mod record;
 pub mod table;
 
-pub use table::{load_resonance, ResonanceTable, Slots, UpstreamState};
+pub use table::{load_resonance, CheckCounts, Health, ResonanceTable, Slots, UpstreamState};

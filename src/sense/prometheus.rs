@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::record::{Failure, BUCKETS_US, METHODS};
-use super::table::{ResonanceTable, UpstreamState};
+use super::table::{Health, ResonanceTable, UpstreamState};
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -50,6 +50,51 @@ fn gauge_per_upstream(
     for u in upstreams(t) {
         open_labels(out, name, u);
         let _ = writeln!(out, "}} {}", value(u));
+    }
+}
+
+/// The families of active health checks, for the upstreams that have them.
+fn health_checks(out: &mut String, t: &ResonanceTable) {
+    let checked = || {
+        upstreams(t)
+            .iter()
+            .filter(|u| u.checked != Health::Unchecked)
+    };
+    let name = "dao_upstream_health_check_up";
+    header(
+        out,
+        name,
+        "gauge",
+        "Verdict of active health checks: 1 up, 0 down (upstreams of routes with health_check).",
+    );
+    for u in checked() {
+        open_labels(out, name, u);
+        let up = u8::from(u.checked == Health::Up);
+        let _ = writeln!(out, "}} {up}");
+    }
+    let name = "dao_health_checks_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Active health check probes by result.",
+    );
+    for u in checked() {
+        for (result, n) in [("success", u.checks.success), ("failure", u.checks.failure)] {
+            open_labels(out, name, u);
+            let _ = writeln!(out, ",result=\"{result}\"}} {n}");
+        }
+    }
+    let name = "dao_upstream_panic_picks_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Requests sent to the upstream although active health checks had every upstream of its route down.",
+    );
+    for u in checked() {
+        open_labels(out, name, u);
+        let _ = writeln!(out, "}} {}", u.totals.panic_picks);
     }
 }
 
@@ -165,9 +210,12 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
         out,
         t,
         "dao_upstream_up",
-        "1 unless the upstream's last gateway attempts all failed.",
+        "1 unless the upstream's last gateway attempts all failed or active health checks have it down.",
         |u| if u.is_down() { 0.0 } else { 1.0 },
     );
+    if upstreams(t).iter().any(|u| u.checked != Health::Unchecked) {
+        health_checks(out, t);
+    }
     let name = "dao_upstream_failures_total";
     header(
         out,

@@ -89,6 +89,9 @@ pub struct Counters {
     pub sum_us: u64,
     /// Requests per (method index, status), in first-seen order.
     pub codes: Vec<(u8, u16, u64)>,
+    /// Requests sent here although active health checks had every
+    /// upstream of the route down ("panic mode": all rather than none).
+    pub panic_picks: u64,
 }
 
 impl Counters {
@@ -138,6 +141,7 @@ impl Counters {
         for &(m, s, n) in &other.codes {
             self.bump(m, s, n);
         }
+        self.panic_picks += other.panic_picks;
     }
 }
 
@@ -208,6 +212,14 @@ impl Recorder {
     /// A request was handed to the upstream of `slot`.
     pub fn begin(&mut self, slot: usize) {
         self.slots[slot].in_flight += 1;
+    }
+
+    /// A request went to `slot` although every upstream of its route was
+    /// down by active health check.
+    pub fn panic_pick(&mut self, slot: usize) {
+        let s = &mut self.slots[slot];
+        s.touched = true;
+        s.counters.panic_picks += 1;
     }
 
     /// The request handed to `slot` ended (recorded or not).

@@ -15,6 +15,8 @@ use crate::memory::Config;
 pub struct Slots {
     base: Vec<usize>,
     names: Vec<(Arc<str>, Arc<str>)>,
+    /// Whether the slot's route has active health checks.
+    checked: Vec<bool>,
 }
 
 impl Slots {
@@ -22,15 +24,22 @@ impl Slots {
     pub fn new(config: &Config) -> Slots {
         let mut base = Vec::with_capacity(config.routes.len());
         let mut names = Vec::new();
+        let mut checked = Vec::new();
         for r in &config.routes {
             base.push(names.len());
             let route: Arc<str> = r.name.as_str().into();
             for u in &r.upstreams {
                 names.push((route.clone(), u.name.as_str().into()));
+                checked.push(r.health_check.is_some());
             }
         }
         names.push(("-".into(), "-".into()));
-        Slots { base, names }
+        checked.push(false);
+        Slots {
+            base,
+            names,
+            checked,
+        }
     }
 
     /// The slot of a route's upstream.
@@ -59,6 +68,37 @@ impl Slots {
     pub fn names(&self, slot: usize) -> &(Arc<str>, Arc<str>) {
         &self.names[slot]
     }
+
+    /// What active checks say of a slot before the first probe: `Up` when
+    /// its route has checks (so that traffic flows from the start),
+    /// `Unchecked` otherwise.
+    pub fn initial_health(&self, slot: usize) -> Health {
+        if self.checked[slot] {
+            Health::Up
+        } else {
+            Health::Unchecked
+        }
+    }
+}
+
+/// An upstream's state as active health checks see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// Its route has no `health_check`.
+    Unchecked,
+    /// Checks pass (or have not failed enough yet).
+    Up,
+    /// Checks failed `unhealthy_threshold` times in a row.
+    Down,
+}
+
+/// Active health check results of one upstream since start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckCounts {
+    /// Probes that got an expected status in time.
+    pub success: u64,
+    /// Probes that did not.
+    pub failure: u64,
 }
 
 /// The reference points that bring each term of `load_resonance` to [0, 1].
@@ -129,6 +169,10 @@ pub struct UpstreamState {
     /// Gateway failures in a row with no response in between: the upstream
     /// is considered down from `DOWN_AFTER` on.
     pub fail_streak: u32,
+    /// The verdict of active health checks.
+    pub checked: Health,
+    /// Active health check results since start.
+    pub checks: CheckCounts,
     /// Everything since start.
     pub totals: Counters,
 }
@@ -137,9 +181,10 @@ pub struct UpstreamState {
 pub const DOWN_AFTER: u32 = 3;
 
 impl UpstreamState {
-    /// Whether the upstream is considered down.
+    /// Whether the upstream is considered down: by its last gateway
+    /// attempts (passive), or by active health checks.
     pub fn is_down(&self) -> bool {
-        self.fail_streak >= DOWN_AFTER
+        self.fail_streak >= DOWN_AFTER || self.checked == Health::Down
     }
 }
 
@@ -185,6 +230,8 @@ impl ResonanceTable {
                     recent_us: 0.0,
                     load_resonance: 0.0,
                     fail_streak: 0,
+                    checked: slots.initial_health(i),
+                    checks: CheckCounts::default(),
                     totals: Counters::default(),
                 }
             })

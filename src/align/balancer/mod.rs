@@ -26,7 +26,7 @@ use local::Local;
 use resonant::Gaps;
 
 use crate::memory::{Config, Outlier, Policy, Route};
-use crate::sense::table::UpstreamState;
+use crate::sense::table::{Health, UpstreamState};
 
 /// What a request brings to a pick.
 #[derive(Debug, Clone, Copy, Default)]
@@ -95,7 +95,7 @@ impl Seen {
             error_rate: state.error_rate,
             in_flight: state.in_flight as f64,
             tempo_spikiness: state.tempo_spikiness,
-            down: false,
+            down: state.checked == Health::Down,
         }
     }
 }
@@ -125,6 +125,8 @@ pub struct Balancer {
     outlier: Outlier,
     slow_start_us: u64,
     panic_threshold: u32,
+    /// Whether the last pick was made in panic mode.
+    panicked: Cell<bool>,
     rng: Cell<u64>,
 }
 
@@ -165,6 +167,7 @@ impl Balancer {
             outlier: b.outlier,
             slow_start_us: b.slow_start.map_or(0, |d| d.as_micros() as u64),
             panic_threshold: b.panic_threshold,
+            panicked: Cell::new(false),
             rng: Cell::new(
                 0x9e37_79b9_7f4a_7c15 ^ ((index as u64) << 32) ^ (worker as u64).wrapping_add(1),
             ),
@@ -183,7 +186,9 @@ impl Balancer {
         let usable = (0..n).filter(|&i| healthy(i)).count();
         // Panic mode: too few healthy upstreams, so health is ignored (but
         // tried ones are still avoided while others remain).
-        let pick = if usable == 0 || usable * 100 < self.panic_threshold as usize * n {
+        let panic = usable == 0 || usable * 100 < self.panic_threshold as usize * n;
+        self.panicked.set(panic);
+        let pick = if panic {
             let untried = (0..n).any(|i| !avoided(ask.avoid, i));
             self.choose(ask, &|i| !untried || !avoided(ask.avoid, i))
         } else {
@@ -313,6 +318,11 @@ impl Balancer {
     /// Requests in flight to upstream `i` from this core.
     pub fn in_flight(&self, i: usize) -> u32 {
         self.ups[i].in_flight()
+    }
+
+    /// Whether the last pick ignored health (panic mode).
+    pub fn panicked(&self) -> bool {
+        self.panicked.get()
     }
 
     /// The policy.

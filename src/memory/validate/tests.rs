@@ -365,3 +365,110 @@ fn every_file_in_configs_loads() {
     }
     assert!(n >= 2, "expected the example configs in {}", dir.display());
 }
+
+/// `GOOD` with a `health_check` table on its first route.
+fn with_check(check: &str) -> String {
+    GOOD.replace(
+        "  [routes.rule.filters]",
+        &format!("  [routes.rule.health_check]\n{check}\n  [routes.rule.filters]"),
+    )
+}
+
+#[test]
+fn health_check_defaults_and_values() {
+    let c = parse(&with_check("path = \"/healthz\"")).unwrap();
+    let hc = c.routes[0].health_check.as_ref().unwrap();
+    assert_eq!(hc.path, "/healthz");
+    assert_eq!(hc.interval, Duration::from_secs(5));
+    assert_eq!(hc.timeout, Duration::from_secs(1));
+    assert_eq!((hc.healthy_threshold, hc.unhealthy_threshold), (2, 3));
+    assert_eq!(hc.expected_status, (200, 299));
+    assert_eq!(hc.host, None);
+    assert!(c.routes[1].health_check.is_none());
+    let c = parse(&with_check(
+        "path = \"/h?x=1\"\ninterval = \"2s\"\ntimeout = \"500ms\"\nhealthy_threshold = 1\n\
+         unhealthy_threshold = 100\nexpected_status = \"200-399\"\nhost = \"svc.internal:8080\"",
+    ))
+    .unwrap();
+    let hc = c.routes[0].health_check.as_ref().unwrap();
+    assert_eq!(hc.interval, Duration::from_secs(2));
+    assert_eq!(hc.timeout, Duration::from_millis(500));
+    assert_eq!((hc.healthy_threshold, hc.unhealthy_threshold), (1, 100));
+    assert_eq!(hc.expected_status, (200, 399));
+    assert_eq!(hc.host.as_deref(), Some("svc.internal:8080"));
+}
+
+#[test]
+fn health_check_errors_name_their_fields() {
+    let p = "routes.rule[0].health_check";
+    for (check, want) in [
+        ("interval = \"2s\"", format!("{p}.path: is required")),
+        (
+            "path = \"healthz\"",
+            format!("{p}.path: must start with '/'"),
+        ),
+        (
+            "path = \"/a b\"",
+            format!("{p}.path: must not contain spaces"),
+        ),
+        (
+            "path = \"/h\"\ninterval = \"50ms\"\ntimeout = \"10ms\"",
+            format!("{p}.interval: must be between 100ms and 1h"),
+        ),
+        (
+            "path = \"/h\"\ninterval = \"2h\"",
+            format!("{p}.interval: must be between"),
+        ),
+        (
+            "path = \"/h\"\ninterval = \"soon\"",
+            format!("{p}.interval: invalid duration"),
+        ),
+        (
+            "path = \"/h\"\ninterval = \"500ms\"",
+            format!("{p}.timeout: must be less than the interval (500ms)"),
+        ),
+        (
+            "path = \"/h\"\ntimeout = \"2s\"\ninterval = \"2s\"",
+            format!("{p}.timeout: must be less than the interval (2s)"),
+        ),
+        (
+            "path = \"/h\"\ntimeout = \"0s\"",
+            format!("{p}.timeout: must be greater than zero"),
+        ),
+        (
+            "path = \"/h\"\nhealthy_threshold = 0",
+            format!("{p}.healthy_threshold: 0 is out of range 1..=100"),
+        ),
+        (
+            "path = \"/h\"\nunhealthy_threshold = 101",
+            format!("{p}.unhealthy_threshold: 101 is out of range 1..=100"),
+        ),
+        (
+            "path = \"/h\"\nexpected_status = \"ok\"",
+            format!("{p}.expected_status: \"ok\" is not a status class or range"),
+        ),
+        (
+            "path = \"/h\"\nhost = \"a b\"",
+            format!("{p}.host: \"a b\" is not a host"),
+        ),
+        (
+            "path = \"/h\"\nport = 8080",
+            format!("{p}.port: unknown key"),
+        ),
+        ("path = 5", format!("{p}: invalid type: integer `5`")),
+    ] {
+        let errs = errors(&with_check(check));
+        assert!(
+            errs.iter().any(|e| e.starts_with(&want)),
+            "want {want} in {errs:?}"
+        );
+    }
+    let off = with_check("path = \"/h\"") + "\n[telemetry]\nenabled = false\n";
+    assert!(
+        errors(&off)
+            .iter()
+            .any(|e| e.starts_with(&format!("{p}: needs telemetry.enabled = true"))),
+        "{:?}",
+        errors(&off)
+    );
+}
