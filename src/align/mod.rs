@@ -1,8 +1,13 @@
-//! Align: choosing where a request goes — the route table and the
-//! per-core balancers that pick an upstream within a route.
+//! Align: choosing where a request goes — the route table, the per-core
+//! balancers that pick an upstream within a route, retries and the
+//! circuit breaker.
 
 pub mod balancer;
+pub mod breaker;
+pub mod retry;
 pub mod router;
 
 pub use balancer::Balancer;
+pub use breaker::CircuitBreaker;
+pub use retry::RetryPolicy;
 pub use router::Router;

@@ -1,6 +1,7 @@
 //! Gate: where connections come in — the per-worker SO_REUSEPORT
 //! listeners and the HTTP/1.1 client connection loop.
 
+mod attempt;
 mod conn;
 mod exchange;
 pub(crate) mod io;

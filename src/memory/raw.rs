@@ -79,6 +79,26 @@ pub(crate) struct RawRule {
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     pub(crate) filters: Option<toml::Table>,
+    pub(crate) retry: Option<RawRetry>,
+    pub(crate) circuit_breaker: Option<RawCircuitBreaker>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) attempts: Option<i64>,
+    pub(crate) per_try_timeout: Option<String>,
+    pub(crate) on: Option<Vec<String>>,
+    pub(crate) budget_percent: Option<i64>,
+    pub(crate) budget_min: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCircuitBreaker {
+    pub(crate) max_connections: Option<i64>,
+    pub(crate) max_pending: Option<i64>,
+    pub(crate) max_requests: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

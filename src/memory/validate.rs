@@ -77,6 +77,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 }
 
+mod resilience;
 mod telemetry;
 
 /// Filter keys that later issues add; named so the error says so.
@@ -357,6 +358,10 @@ impl Validator {
             }
         }
         let request_headers = self.filters(&format!("{path}.filters"), raw.filters);
+        let retry = raw.retry.map(|r| self.retry(&format!("{path}.retry"), r));
+        let circuit_breaker = raw
+            .circuit_breaker
+            .map(|b| self.circuit_breaker(&format!("{path}.circuit_breaker"), b));
         if self.errors.len() > before {
             return None;
         }
@@ -370,6 +375,8 @@ impl Validator {
             intent: raw.intent,
             upstreams,
             request_headers,
+            retry,
+            circuit_breaker,
         })
     }
 
