@@ -3,6 +3,8 @@
 
 use std::io;
 
+use crate::align::breaker::Limit;
+
 /// Which side of the proxy a failure came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -48,6 +50,10 @@ pub enum ProxyError {
     /// Connecting or waiting for the upstream took too long.
     #[error("upstream timed out")]
     UpstreamTimeout,
+    /// The upstream's circuit breaker refused the request (this limit is
+    /// reached on this core).
+    #[error("circuit breaker open: {}", .0.name())]
+    CircuitOpen(Limit),
 }
 
 impl ProxyError {
@@ -57,7 +63,9 @@ impl ProxyError {
             ProxyError::BadRequest(..) | ProxyError::ClientIo(_) | ProxyError::ClientTimeout => {
                 Origin::Downstream
             }
-            ProxyError::NoRoute | ProxyError::NoUpstream => Origin::Internal,
+            ProxyError::NoRoute | ProxyError::NoUpstream | ProxyError::CircuitOpen(_) => {
+                Origin::Internal
+            }
             _ => Origin::Upstream,
         }
     }
@@ -66,7 +74,9 @@ impl ProxyError {
     pub fn retryable(&self) -> bool {
         matches!(
             self,
-            ProxyError::Connect(_) | ProxyError::UpstreamBeforeResponse(_)
+            ProxyError::Connect(_)
+                | ProxyError::UpstreamBeforeResponse(_)
+                | ProxyError::CircuitOpen(_)
         )
     }
 
@@ -77,7 +87,7 @@ impl ProxyError {
             ProxyError::ClientIo(_) => 400,
             ProxyError::ClientTimeout => 408,
             ProxyError::NoRoute => 404,
-            ProxyError::NoUpstream => 503,
+            ProxyError::NoUpstream | ProxyError::CircuitOpen(_) => 503,
             ProxyError::Connect(_)
             | ProxyError::UpstreamBeforeResponse(_)
             | ProxyError::BadResponse(_)
@@ -99,6 +109,10 @@ mod tests {
         assert!(!ProxyError::UpstreamMidResponse(refused()).retryable());
         assert_eq!(ProxyError::UpstreamTimeout.status(), 504);
         assert_eq!(ProxyError::NoUpstream.status(), 503);
+        let open = ProxyError::CircuitOpen(Limit::Requests);
+        assert_eq!(open.status(), 503);
+        assert_eq!(open.origin(), Origin::Internal);
+        assert_eq!(open.to_string(), "circuit breaker open: max_requests");
         assert_eq!(ProxyError::NoRoute.status(), 404);
         assert_eq!(ProxyError::BadRequest("x", 431).status(), 431);
         assert_eq!(ProxyError::ClientTimeout.origin(), Origin::Downstream);

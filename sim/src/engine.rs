@@ -11,7 +11,7 @@ use std::time::Duration;
 use dao::align::balancer::{Ask, Balancer, Seen, Verdict};
 use dao::memory::Config;
 use dao::sense::merge::{Merger, Shape};
-use dao::sense::record::{Failure, Outcome, Recorder};
+use dao::sense::record::{attempt_result, Failure, Outcome, Recorder};
 use dao::sense::table::Resonance;
 use dao::sense::Slots;
 use hdrhistogram::Histogram;
@@ -419,6 +419,7 @@ impl Sim<'_> {
                 responded: failure.is_none(),
                 bytes_in: 0,
                 bytes_out: 0,
+                attempt: Some(attempt_result(status, failure)),
             },
             true,
         );

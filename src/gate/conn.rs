@@ -21,7 +21,7 @@ use super::tally::Tally;
 use crate::align::router::Target;
 use crate::clock;
 use crate::error::ProxyError;
-use crate::proto::h1::head::error_response;
+use crate::proto::h1::head::{error_response, overloaded_response};
 use crate::proto::h1::{parse_request, BodyKind, RequestHead, ResponseHead};
 use crate::runtime::worker::Worker;
 use crate::sense::access_log::AccessLog;
@@ -273,7 +273,10 @@ impl Conn {
         error: Option<&ProxyError>,
     ) -> Next {
         let limit = self.worker.config.proxy.read_timeout;
-        let page = error_response(status, close);
+        let page = match error {
+            Some(ProxyError::CircuitOpen(_)) => overloaded_response(close),
+            _ => error_response(status, close),
+        };
         self.tally.bytes_out += page.len() as u64;
         self.tally.finish(status, error, &self.client_ip);
         if write_static(&mut self.client, page, limit).await.is_err() || close {

@@ -2,6 +2,7 @@
 //! listeners and the HTTP/1.1 client connection loop.
 
 mod ask;
+mod attempt;
 mod conn;
 mod exchange;
 pub(crate) mod io;

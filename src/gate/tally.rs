@@ -1,16 +1,19 @@
 //! What Sense and the access log learn about the request in flight: the
 //! upstream it went to, the bytes each way, the status sent, and its
-//! duration; recorded once when the request ends.
+//! duration; recorded once when the request ends, on the upstream of its
+//! last attempt. Attempts that were retried are recorded on their own
+//! upstreams as they end (`abandon`).
 
 use std::rc::Rc;
 use std::time::Instant;
 
 use crate::align::balancer::Verdict;
+use crate::align::breaker::Limit;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::runtime::worker::Worker;
 use crate::sense::access_log::Line;
-use crate::sense::record::{method_index, Failure, Outcome};
+use crate::sense::record::{attempt_result, method_index, Failure, Outcome};
 
 /// One request's figures. Dropped without `finish` (a panic), it still
 /// takes its request off the upstream's in-flight gauge.
@@ -18,6 +21,9 @@ pub(crate) struct Tally {
     worker: Rc<Worker>,
     /// The upstream's slot once one is picked (counted in flight).
     slot: Option<(usize, usize)>,
+    /// Whether the current attempt was sent to that upstream (the circuit
+    /// breaker let it through).
+    attempted: bool,
     started: Option<Instant>,
     method: u8,
     pub(crate) bytes_in: u64,
@@ -35,6 +41,7 @@ impl Tally {
         Tally {
             worker,
             slot: None,
+            attempted: false,
             started: None,
             method: 0,
             bytes_in: 0,
@@ -48,6 +55,7 @@ impl Tally {
     /// A request head is complete: the clock starts.
     pub(crate) fn start(&mut self, method: &[u8]) {
         self.slot = None;
+        self.attempted = false;
         self.bytes_in = 0;
         self.bytes_out = 0;
         self.status = 0;
@@ -64,6 +72,54 @@ impl Tally {
                 .begin(self.worker.slots.of(route, upstream));
         }
         self.slot = Some((route, upstream));
+        self.attempted = false;
+    }
+
+    /// The attempt goes out to the picked upstream.
+    pub(crate) fn sending(&mut self) {
+        self.attempted = true;
+    }
+
+    /// The current attempt ended with `error`, or with a response head of
+    /// `status`, and the request is retried: recorded on its upstream,
+    /// which no longer counts the request in flight.
+    pub(crate) fn abandon(&mut self, error: Option<&ProxyError>, status: u16) {
+        let Some((r, u)) = self.slot.take() else {
+            return;
+        };
+        let w = &self.worker;
+        // Not sent (the breaker refused): no evidence about the upstream.
+        let verdict = match (self.attempted, error) {
+            (false, _) => Verdict::Unknown,
+            (true, Some(_)) => Verdict::Failed,
+            (true, None) if status >= 500 => Verdict::Failed,
+            (true, None) => Verdict::Ok,
+        };
+        w.balancers[r].done(u, 0, verdict, w.coarse_us());
+        let Some(rec) = &w.recorder else {
+            return;
+        };
+        let slot = w.slots.of(r, u);
+        let mut rec = rec.borrow_mut();
+        if self.attempted {
+            rec.abandoned(slot, attempt_result(status, error.and_then(failure_of)));
+        }
+        rec.end(slot);
+    }
+
+    /// A failed attempt was retried (`true`), or the retry budget refused.
+    pub(crate) fn retry(&mut self, made: bool) {
+        if let (Some((r, u)), Some(rec)) = (self.slot, &self.worker.recorder) {
+            rec.borrow_mut().retry(self.worker.slots.of(r, u), made);
+        }
+    }
+
+    /// The picked upstream's circuit breaker refused the request.
+    pub(crate) fn breaker_open(&mut self, limit: Limit) {
+        if let (Some((r, u)), Some(rec)) = (self.slot, &self.worker.recorder) {
+            rec.borrow_mut()
+                .breaker_open(self.worker.slots.of(r, u), limit as usize);
+        }
     }
 
     /// Records the request once its answer is decided: `error` is why it
@@ -89,15 +145,12 @@ impl Tally {
             self.slot = None;
             return;
         }
-        let failure = error.and_then(|e| match e {
-            ProxyError::Connect(_) => Some(Failure::Connect),
-            ProxyError::UpstreamTimeout => Some(Failure::Timeout),
-            ProxyError::UpstreamBeforeResponse(_) | ProxyError::UpstreamMidResponse(_) => {
-                Some(Failure::Reset)
-            }
-            ProxyError::BadResponse(_) => Some(Failure::Invalid),
-            _ => None,
-        });
+        let failure = error.and_then(failure_of);
+        // The last attempt's result: the head the client got, else why the
+        // upstream failed, else the client's doing.
+        let attempt = self
+            .attempted
+            .then(|| attempt_result(self.status, failure.filter(|_| self.status == 0)));
         let status = match (status, error) {
             (0, Some(e)) if e.origin() == crate::error::Origin::Downstream => 499,
             (0, Some(e)) => e.status(),
@@ -121,6 +174,7 @@ impl Tally {
                 responded: self.status != 0,
                 bytes_in: self.bytes_in,
                 bytes_out: self.bytes_out,
+                attempt,
             };
             let mut rec = rec.borrow_mut();
             rec.record(index, &outcome, slot.is_some());
@@ -139,6 +193,19 @@ impl Tally {
             };
             log.write(&self.log_scratch, &line);
         }
+    }
+}
+
+/// The gateway failure an error stands for, if the upstream failed.
+fn failure_of(e: &ProxyError) -> Option<Failure> {
+    match e {
+        ProxyError::Connect(_) => Some(Failure::Connect),
+        ProxyError::UpstreamTimeout => Some(Failure::Timeout),
+        ProxyError::UpstreamBeforeResponse(_) | ProxyError::UpstreamMidResponse(_) => {
+            Some(Failure::Reset)
+        }
+        ProxyError::BadResponse(_) => Some(Failure::Invalid),
+        _ => None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::balancing::{Balancing, Policies, Policy};
-use crate::align::Router;
+use crate::align::{CircuitBreaker, RetryPolicy, Router};
 
 /// A validated configuration.
 #[derive(Debug)]
@@ -146,6 +146,11 @@ pub struct Route {
     pub upstreams: Vec<Upstream>,
     /// `request_headers_add`, serialised as `Name: value\r\n` lines.
     pub request_headers: Vec<u8>,
+    /// `[routes.rule.retry]`: none means one attempt only.
+    pub retry: Option<RetryPolicy>,
+    /// `[routes.rule.circuit_breaker]`: limits per upstream, all cores
+    /// together (each core enforces its share).
+    pub circuit_breaker: Option<CircuitBreaker>,
     /// Active health checks of every upstream of the route, if configured.
     pub health_check: Option<HealthCheck>,
 }

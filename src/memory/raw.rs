@@ -80,6 +80,8 @@ pub(crate) struct RawRule {
     #[serde(default)]
     pub(crate) upstreams: Vec<RawUpstream>,
     pub(crate) filters: Option<toml::Table>,
+    pub(crate) retry: Option<RawRetry>,
+    pub(crate) circuit_breaker: Option<RawCircuitBreaker>,
     pub(crate) hash_on: Option<String>,
     pub(crate) bounded_load: Option<f64>,
     pub(crate) resonant: Option<RawResonant>,
@@ -112,6 +114,16 @@ pub(crate) struct RawPolicies {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawRetry {
+    pub(crate) attempts: Option<i64>,
+    pub(crate) per_try_timeout: Option<String>,
+    pub(crate) on: Option<Vec<String>>,
+    pub(crate) budget_percent: Option<i64>,
+    pub(crate) budget_min: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawResonant {
     pub(crate) w_load: Option<f64>,
     pub(crate) w_intent: Option<f64>,
@@ -136,6 +148,14 @@ pub(crate) struct RawOutlier {
     pub(crate) base_ejection_time: Option<String>,
     pub(crate) max_ejection_time: Option<String>,
     pub(crate) max_ejection_percent: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCircuitBreaker {
+    pub(crate) max_connections: Option<i64>,
+    pub(crate) max_pending: Option<i64>,
+    pub(crate) max_requests: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -83,6 +83,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 
 mod balancing;
 mod health;
+mod resilience;
 mod telemetry;
 
 /// Filter keys that later issues add; named so the error says so.
@@ -370,6 +371,10 @@ impl Validator {
         }
         let request_headers = self.filters(&format!("{path}.filters"), raw.filters);
         let health_check = self.health_check(&format!("{path}.health_check"), raw.health_check);
+        let retry = raw.retry.map(|r| self.retry(&format!("{path}.retry"), r));
+        let circuit_breaker = raw
+            .circuit_breaker
+            .map(|b| self.circuit_breaker(&format!("{path}.circuit_breaker"), b));
         if self.errors.len() > before {
             return None;
         }
@@ -385,6 +390,8 @@ impl Validator {
             upstreams,
             request_headers,
             health_check,
+            retry,
+            circuit_breaker,
         })
     }
 

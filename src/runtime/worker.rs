@@ -11,6 +11,8 @@ use std::time::Duration;
 use monoio::net::TcpListener;
 
 use crate::align::balancer::{Ask, Balancer, Seen};
+use crate::align::breaker::Load;
+use crate::align::CircuitBreaker;
 use crate::clock;
 use crate::memory::Config;
 use crate::sense::access_log::{AccessLog, RequestIds};
@@ -33,8 +35,15 @@ pub(crate) struct Worker {
     pub(crate) config: Arc<Config>,
     pub(crate) balancers: Box<[Balancer]>,
     pub(crate) pool: Pool,
+    /// Per route, this core's share of its circuit breaker limits.
+    pub(crate) breakers: Box<[Option<CircuitBreaker>]>,
+    /// Per upstream address (`Upstream::pool`), requests in flight and
+    /// waiting for a connection on this core.
+    pub(crate) loads: Box<[Load]>,
     /// Requests between a complete head and the end of their response.
     pub(crate) in_flight: Cell<usize>,
+    /// Retries in flight on this core (for the retry budget).
+    pub(crate) retries_active: Cell<u32>,
     /// Shutting down: no new requests on kept-alive connections.
     pub(crate) stopping: Cell<bool>,
     /// The time, refreshed every tick (100 ms): good enough for pool idle
@@ -229,7 +238,14 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
                 config.proxy.pool_max_idle,
                 config.proxy.pool_idle_timeout,
             ),
+            breakers: config
+                .routes
+                .iter()
+                .map(|r| r.circuit_breaker.map(|b| b.per_core(config.server.workers)))
+                .collect(),
+            loads: config.pools.iter().map(|_| Load::default()).collect(),
             in_flight: Cell::new(0),
+            retries_active: Cell::new(0),
             stopping: Cell::new(false),
             spare: RefCell::new(Vec::new()),
             handled: Cell::new(0),

@@ -2,8 +2,9 @@
 
 use std::fmt::Write;
 
-use super::record::{Failure, BUCKETS_US, METHODS};
+use super::record::{Failure, ATTEMPT_RESULTS, BUCKETS_US, METHODS};
 use super::table::{Health, ResonanceTable, UpstreamState};
+use crate::align::breaker::Limit;
 
 /// The `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -95,6 +96,25 @@ fn health_checks(out: &mut String, t: &ResonanceTable) {
     for u in checked() {
         open_labels(out, name, u);
         let _ = writeln!(out, "}} {}", u.totals.panic_picks);
+    }
+}
+
+/// One sample per route: `get` summed over the route's upstreams (which
+/// are contiguous in the table).
+fn per_route(out: &mut String, t: &ResonanceTable, name: &str, get: fn(&UpstreamState) -> u64) {
+    let ups = upstreams(t);
+    let mut i = 0;
+    while i < ups.len() {
+        let route = &ups[i].route;
+        let mut sum = 0;
+        while i < ups.len() && ups[i].route == *route {
+            sum += get(&ups[i]);
+            i += 1;
+        }
+        out.push_str(name);
+        out.push_str("{route=\"");
+        label(out, route);
+        let _ = writeln!(out, "\"}} {sum}");
     }
 }
 
@@ -221,12 +241,53 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
         out,
         name,
         "counter",
-        "Gateway failures by kind: connect, timeout, reset, invalid response.",
+        "Gateway failures by kind (every attempt, retried ones included): connect, timeout, reset, invalid response.",
     );
     for u in upstreams(t) {
         for (kind, n) in Failure::NAMES.iter().zip(u.totals.failures) {
             open_labels(out, name, u);
             let _ = writeln!(out, ",kind=\"{kind}\"}} {n}");
+        }
+    }
+    let name = "dao_upstream_attempts_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Attempts sent to the upstream, retried ones included, by result: the response's status class, or connect, timeout, reset, invalid, client (the client failed).",
+    );
+    for u in upstreams(t) {
+        for (result, n) in ATTEMPT_RESULTS.iter().zip(u.totals.attempts) {
+            open_labels(out, name, u);
+            let _ = writeln!(out, ",result=\"{result}\"}} {n}");
+        }
+    }
+    for (name, help, get) in [
+        (
+            "dao_retries_total",
+            "Retries made after a failed attempt, by route.",
+            (|u: &UpstreamState| u.totals.retries) as fn(&UpstreamState) -> u64,
+        ),
+        (
+            "dao_retry_budget_exhausted_total",
+            "Retries the per-core retry budget refused (the failure went to the client), by route.",
+            |u: &UpstreamState| u.totals.retries_refused,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        per_route(out, t, name, get);
+    }
+    let name = "dao_circuit_breaker_open_total";
+    header(
+        out,
+        name,
+        "counter",
+        "Requests a circuit breaker refused (503 x-dao-overloaded, or retried elsewhere), by limit.",
+    );
+    for u in upstreams(t) {
+        for (limit, n) in Limit::NAMES.iter().zip(u.totals.breaker_open) {
+            open_labels(out, name, u);
+            let _ = writeln!(out, ",limit=\"{limit}\"}} {n}");
         }
     }
     for (name, help, get) in [
@@ -280,6 +341,39 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_are_summed_per_route() {
+        let text = "[[routes.rule]]\nname = \"a\"\n\
+            [[routes.rule.upstreams]]\nname = \"x\"\nurl = \"http://127.0.0.1:1\"\n\
+            [[routes.rule.upstreams]]\nname = \"y\"\nurl = \"http://127.0.0.1:2\"\n\
+            [[routes.rule]]\nname = \"b\"\n\
+            [[routes.rule.upstreams]]\nname = \"x\"\nurl = \"http://127.0.0.1:1\"\n";
+        let config = crate::memory::parse(text).unwrap();
+        let slots = crate::sense::Slots::new(&config);
+        let mut t = ResonanceTable::empty(&slots, 1);
+        t.upstreams[0].totals.retries = 2;
+        t.upstreams[1].totals.retries = 3;
+        t.upstreams[2].totals.retries = 4;
+        t.upstreams[1].totals.breaker_open[Limit::Pending as usize] = 1;
+        let mut out = String::new();
+        render(&t, &mut out);
+        assert!(
+            out.contains("\ndao_retries_total{route=\"a\"} 5\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\ndao_retries_total{route=\"b\"} 4\n"),
+            "{out}"
+        );
+        assert!(!out.contains("dao_retries_total{route=\"-\"}"));
+        assert!(out.contains(
+            "dao_circuit_breaker_open_total{route=\"a\",upstream=\"y\",limit=\"max_pending\"} 1\n"
+        ));
+        assert!(out.contains(
+            "dao_upstream_attempts_total{route=\"b\",upstream=\"x\",result=\"client\"} 0\n"
+        ));
+    }
 
     #[test]
     fn labels_are_escaped() {

@@ -51,6 +51,26 @@ impl Failure {
     pub const NAMES: [&'static str; 4] = ["connect", "timeout", "reset", "invalid"];
 }
 
+/// Label values of `dao_upstream_attempts_total`'s `result`: the status
+/// class of the response head the attempt got, else how it failed
+/// (`client`: the client failed or went away during the attempt).
+pub const ATTEMPT_RESULTS: [&str; 9] = [
+    "2xx", "3xx", "4xx", "5xx", "connect", "timeout", "reset", "invalid", "client",
+];
+
+/// The `ATTEMPT_RESULTS` index of an attempt that got a response head with
+/// `status` (0: none) or failed with `failure`.
+pub fn attempt_result(status: u16, failure: Option<Failure>) -> usize {
+    match (failure, status) {
+        (Some(f), _) => 4 + f as usize,
+        (None, 100..=299) => 0,
+        (None, 300..=399) => 1,
+        (None, 400..=499) => 2,
+        (None, 500..=599) => 3,
+        (None, _) => 8,
+    }
+}
+
 /// What happened to one request, as far as Sense cares.
 #[derive(Debug, Clone, Copy)]
 pub struct Outcome {
@@ -68,6 +88,9 @@ pub struct Outcome {
     pub bytes_in: u64,
     /// Bytes written to the client.
     pub bytes_out: u64,
+    /// The request's last attempt (`attempt_result` index), if one was
+    /// sent to the upstream.
+    pub attempt: Option<usize>,
 }
 
 /// Counters that only grow; merged by addition.
@@ -92,6 +115,15 @@ pub struct Counters {
     /// Requests sent here although active health checks had every
     /// upstream of the route down ("panic mode": all rather than none).
     pub panic_picks: u64,
+    /// Attempts sent to the upstream, by `ATTEMPT_RESULTS` index (the final
+    /// attempt of each request included).
+    pub attempts: [u64; ATTEMPT_RESULTS.len()],
+    /// Retries made after an attempt on this upstream failed.
+    pub retries: u64,
+    /// Retries the budget refused after an attempt on this upstream failed.
+    pub retries_refused: u64,
+    /// Requests the circuit breaker refused, by `Limit` discriminant.
+    pub breaker_open: [u64; 3],
 }
 
 impl Counters {
@@ -112,6 +144,9 @@ impl Counters {
             self.sum_us += o.duration_us;
         }
         self.bump(o.method, o.status, 1);
+        if let Some(r) = o.attempt {
+            self.attempts[r] += 1;
+        }
     }
 
     fn bump(&mut self, method: u8, status: u16, n: u64) {
@@ -142,6 +177,14 @@ impl Counters {
             self.bump(m, s, n);
         }
         self.panic_picks += other.panic_picks;
+        for (a, b) in self.attempts.iter_mut().zip(other.attempts) {
+            *a += b;
+        }
+        self.retries += other.retries;
+        self.retries_refused += other.retries_refused;
+        for (a, b) in self.breaker_open.iter_mut().zip(other.breaker_open) {
+            *a += b;
+        }
     }
 }
 
@@ -249,6 +292,44 @@ impl Recorder {
         }
     }
 
+    /// Records an attempt on `slot`'s upstream that the request did not
+    /// keep (it was retried; `result` is an `attempt_result` index). Its
+    /// failure counts in the upstream's failures and health streak even
+    /// though the request then succeeded elsewhere; a response resets the
+    /// streak. The request itself is recorded once, where it ends.
+    pub fn abandoned(&mut self, slot: usize, result: usize) {
+        let s = &mut self.slots[slot];
+        s.touched = true;
+        s.counters.attempts[result] += 1;
+        if let Some(f) = result.checked_sub(4).filter(|&f| f < Failure::NAMES.len()) {
+            s.counters.failures[f] += 1;
+            s.fail_streak = s.fail_streak.saturating_add(1);
+        } else if result < 4 {
+            s.fail_streak = 0;
+            s.responded = true;
+        }
+    }
+
+    /// An attempt on `slot`'s upstream failed and the request was retried
+    /// (`true`) or the retry budget refused (`false`).
+    pub fn retry(&mut self, slot: usize, made: bool) {
+        let s = &mut self.slots[slot];
+        s.touched = true;
+        if made {
+            s.counters.retries += 1;
+        } else {
+            s.counters.retries_refused += 1;
+        }
+    }
+
+    /// `slot`'s circuit breaker refused a request at `limit` (a `Limit`
+    /// discriminant).
+    pub fn breaker_open(&mut self, slot: usize, limit: usize) {
+        let s = &mut self.slots[slot];
+        s.touched = true;
+        s.counters.breaker_open[limit] += 1;
+    }
+
     /// A client connection opened.
     pub fn connection_opened(&mut self) {
         self.connections += 1;
@@ -307,6 +388,7 @@ mod tests {
             responded: true,
             bytes_in: 10,
             bytes_out: 100,
+            attempt: Some(attempt_result(status, None)),
         }
     }
 
@@ -374,5 +456,41 @@ mod tests {
         assert_eq!(rep.slots[0].fail_streak, 0);
         assert!(rep.slots[0].responded);
         assert_eq!(rep.slots[0].counters.failures, [0; 4]);
+    }
+
+    #[test]
+    fn abandoned_attempts_count_on_their_upstream_only() {
+        let mut r = Recorder::new(0, 2);
+        let refused = attempt_result(0, Some(Failure::Connect));
+        r.abandoned(0, refused);
+        r.retry(0, true);
+        r.abandoned(0, refused);
+        r.retry(0, false);
+        r.breaker_open(1, 2);
+        r.record(1, &ok(200, 5), true);
+        let rep = r.seal();
+        let (a, b) = (&rep.slots[0], &rep.slots[1]);
+        assert_eq!(
+            a.counters.requests, 0,
+            "a request counts once, where it ends"
+        );
+        assert_eq!(a.counters.attempts[4], 2);
+        assert_eq!(a.counters.failures[Failure::Connect as usize], 2);
+        assert_eq!((a.counters.retries, a.counters.retries_refused), (1, 1));
+        assert_eq!(a.fail_streak, 2);
+        assert_eq!(b.counters.requests, 1);
+        assert_eq!(b.counters.attempts[0], 1);
+        assert_eq!(b.counters.breaker_open, [0, 0, 1]);
+        // A 503 that was retried is a response: the streak ends.
+        r.abandoned(0, attempt_result(503, None));
+        let rep = r.seal();
+        assert_eq!(rep.slots[0].fail_streak, 0);
+        assert_eq!(rep.slots[0].counters.attempts[3], 1);
+        let mut sum = Counters::default();
+        sum.add(&a.counters);
+        sum.add(&rep.slots[0].counters);
+        assert_eq!(sum.attempts[3..5], [1, 2]);
+        assert_eq!(attempt_result(0, None), 8);
+        assert_eq!(ATTEMPT_RESULTS[attempt_result(304, None)], "3xx");
     }
 }

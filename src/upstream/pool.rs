@@ -3,17 +3,48 @@
 //! the least likely to have been closed by the upstream.
 //!
 //! Lives in one worker (`RefCell`, no locks). Connections idle longer than
-//! the idle timeout are dropped when met and by a periodic sweep.
+//! the idle timeout are dropped when met and by a periodic sweep. Every
+//! open connection, idle or in use, is counted per upstream address (for
+//! the circuit breaker's `max_connections`).
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+/// An open upstream connection, counted in its address's open gauge until
+/// it is dropped.
+#[derive(Debug)]
+pub struct UpstreamConn {
+    stream: TcpStream,
+    open: Rc<Cell<u32>>,
+}
+
+impl Deref for UpstreamConn {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl DerefMut for UpstreamConn {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+impl Drop for UpstreamConn {
+    fn drop(&mut self) {
+        self.open.set(self.open.get().saturating_sub(1));
+    }
+}
+
 /// An upstream connection and when it was last used.
 struct Idle {
-    stream: TcpStream,
+    stream: UpstreamConn,
     since: Instant,
 }
 
@@ -29,6 +60,8 @@ pub struct PoolStats {
 /// Idle upstream connections of one worker.
 pub struct Pool {
     stacks: Vec<RefCell<Vec<Idle>>>,
+    /// Open connections per address, idle or in use.
+    open: Vec<Rc<Cell<u32>>>,
     max_idle: usize,
     idle_timeout: Duration,
     opened: Cell<u64>,
@@ -40,6 +73,7 @@ impl Pool {
     pub fn new(pools: usize, max_idle: usize, idle_timeout: Duration) -> Pool {
         Pool {
             stacks: (0..pools).map(|_| RefCell::new(Vec::new())).collect(),
+            open: (0..pools).map(|_| Rc::new(Cell::new(0))).collect(),
             max_idle,
             idle_timeout,
             opened: Cell::new(0),
@@ -48,7 +82,7 @@ impl Pool {
     }
 
     /// Takes the warmest idle connection to upstream `pool`, if one is fresh.
-    pub fn take(&self, pool: usize, now: Instant) -> Option<TcpStream> {
+    pub fn take(&self, pool: usize, now: Instant) -> Option<UpstreamConn> {
         let mut stack = self.stacks[pool].borrow_mut();
         while let Some(idle) = stack.pop() {
             if now.saturating_duration_since(idle.since) < self.idle_timeout {
@@ -60,25 +94,29 @@ impl Pool {
     }
 
     /// Returns a connection whose last response was complete.
-    pub fn put(&self, pool: usize, stream: TcpStream, now: Instant) {
+    pub fn put(&self, pool: usize, stream: UpstreamConn, now: Instant) {
         let mut stack = self.stacks[pool].borrow_mut();
         if stack.len() < self.max_idle {
             stack.push(Idle { stream, since: now });
         }
     }
 
-    /// Opens a new connection (no pooling), within `timeout`.
+    /// Opens a new connection to `addr`, the address of `pool`, within
+    /// `timeout`; it goes back with `put` when it may be reused.
     pub async fn connect(
         &self,
+        pool: usize,
         addr: SocketAddr,
         timeout: Duration,
-    ) -> Result<TcpStream, ConnectError> {
+    ) -> Result<UpstreamConn, ConnectError> {
         self.opened.set(self.opened.get() + 1);
         match monoio::time::timeout(timeout, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
                 // Heads and small bodies go out in one write; do not wait.
                 let _ = stream.set_nodelay(true);
-                Ok(stream)
+                let open = self.open[pool].clone();
+                open.set(open.get() + 1);
+                Ok(UpstreamConn { stream, open })
             }
             Ok(Err(e)) => Err(ConnectError::Io(e)),
             Err(_) => Err(ConnectError::Timeout),
@@ -100,6 +138,11 @@ impl Pool {
             closed += before - stack.len();
         }
         closed
+    }
+
+    /// Connections open to `pool`'s address, idle or in use.
+    pub fn open(&self, pool: usize) -> u32 {
+        self.open[pool].get()
     }
 
     /// Reuse counters so far.

@@ -1,6 +1,7 @@
 //! Validation tests: good configs load, bad ones name the field.
 
 use super::*;
+use crate::align::retry::RetryOn;
 use crate::memory::LogDestination;
 
 const GOOD: &str = r#"
@@ -471,4 +472,94 @@ fn health_check_errors_name_their_fields() {
         "{:?}",
         errors(&off)
     );
+}
+
+const RETRY_ROUTE: &str = "[[routes.rule]]\nname = \"r\"\n[[routes.rule.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n";
+
+#[test]
+fn retry_and_breaker_defaults_and_values() {
+    let c = parse(RETRY_ROUTE).unwrap();
+    assert_eq!(c.routes[0].retry, None);
+    assert_eq!(c.routes[0].circuit_breaker, None);
+    let text = format!("{RETRY_ROUTE}[routes.rule.retry]\n[routes.rule.circuit_breaker]\n");
+    let c = parse(&text).unwrap();
+    let r = c.routes[0].retry.as_ref().unwrap();
+    assert_eq!(
+        (
+            r.attempts,
+            r.per_try_timeout,
+            r.budget_percent,
+            r.budget_min
+        ),
+        (1, None, 20, 3)
+    );
+    assert_eq!(r.on, RetryOn::DEFAULT);
+    let b = c.routes[0].circuit_breaker.unwrap();
+    assert_eq!(
+        (b.max_connections, b.max_pending, b.max_requests),
+        (1024, 1024, 1024)
+    );
+    let text = format!(
+        "{RETRY_ROUTE}[routes.rule.retry]\nattempts = 5\nper_try_timeout = \"250ms\"\n\
+         on = [\"timeout\", \"5xx\", \"retriable-4xx\"]\nbudget_percent = 0\nbudget_min = 1\n\
+         [routes.rule.circuit_breaker]\nmax_connections = 10\nmax_pending = 2\nmax_requests = 7\n"
+    );
+    let c = parse(&text).unwrap();
+    let r = c.routes[0].retry.as_ref().unwrap();
+    assert_eq!(r.attempts, 5);
+    assert_eq!(r.per_try_timeout, Some(Duration::from_millis(250)));
+    assert_eq!(
+        r.on,
+        RetryOn::TIMEOUT
+            .with(RetryOn::STATUS_5XX)
+            .with(RetryOn::RETRIABLE_4XX)
+    );
+    assert_eq!((r.budget_percent, r.budget_min), (0, 1));
+    let b = c.routes[0].circuit_breaker.unwrap();
+    assert_eq!(
+        (b.max_connections, b.max_pending, b.max_requests),
+        (10, 2, 7)
+    );
+}
+
+#[test]
+fn retry_and_breaker_errors_name_their_fields() {
+    let text = format!(
+        "{RETRY_ROUTE}[routes.rule.retry]\nattempts = 6\nper_try_timeout = \"0s\"\n\
+         on = [\"reset\", \"5xx-ish\"]\nbudget_percent = 101\nbudget_min = -1\n\
+         [routes.rule.circuit_breaker]\nmax_connections = 0\nmax_pending = 1000001\n"
+    );
+    let errs = errors(&text);
+    for path in [
+        "routes.rule[0].retry.attempts: 6 is out of range 0..=5",
+        "routes.rule[0].retry.per_try_timeout: must be greater than zero",
+        "routes.rule[0].retry.on[1]: unknown condition \"5xx-ish\"",
+        "routes.rule[0].retry.budget_percent: 101 is out of range",
+        "routes.rule[0].retry.budget_min: -1 is out of range",
+        "routes.rule[0].circuit_breaker.max_connections: 0 is out of range",
+        "routes.rule[0].circuit_breaker.max_pending: 1000001 is out of range",
+    ] {
+        assert!(
+            errs.iter().any(|e| e.starts_with(path)),
+            "missing {path} in {errs:?}"
+        );
+    }
+    let none = format!("{RETRY_ROUTE}[routes.rule.retry]\non = []\n");
+    assert!(errors(&none)[0].starts_with("routes.rule[0].retry.on: must name at least one"));
+    let never = format!("{RETRY_ROUTE}[routes.rule.retry]\nbudget_percent = 0\nbudget_min = 0\n");
+    assert!(
+        errors(&never)[0].starts_with("routes.rule[0].retry.budget_min: with budget_percent = 0"),
+        "{:?}",
+        errors(&never)
+    );
+    let bad_time = format!("{RETRY_ROUTE}[routes.rule.retry]\nper_try_timeout = \"soon\"\n");
+    assert!(errors(&bad_time)[0].starts_with("routes.rule[0].retry.per_try_timeout: invalid"));
+    for (table, key) in [("retry", "attempt"), ("circuit_breaker", "max_request")] {
+        let unknown = format!("{RETRY_ROUTE}[routes.rule.{table}]\n{key} = 1\n");
+        let errs = errors(&unknown);
+        assert!(
+            errs[0].contains(&format!("unknown field `{key}`")),
+            "{errs:?}"
+        );
+    }
 }

@@ -213,6 +213,27 @@ pub fn error_response(status: u16, close: bool) -> &'static [u8] {
     }
 }
 
+/// The 503 sent when a circuit breaker refuses a request: marked with
+/// `x-dao-overloaded: circuit-breaker` so that clients and operators can
+/// tell it from an upstream's own 503.
+pub fn overloaded_response(close: bool) -> &'static [u8] {
+    if close {
+        canned!(
+            503,
+            "Service Unavailable",
+            20,
+            "x-dao-overloaded: circuit-breaker\r\nConnection: close\r\n"
+        )
+    } else {
+        canned!(
+            503,
+            "Service Unavailable",
+            20,
+            "x-dao-overloaded: circuit-breaker\r\n"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,6 +318,18 @@ mod tests {
                 assert_eq!(h.head_len + n as usize, raw.len());
                 assert_eq!(h.keep_alive, !close);
             }
+        }
+        for close in [false, true] {
+            let raw = overloaded_response(close);
+            let mut h = ResponseHead::default();
+            parse_response(raw, false, &mut h).unwrap().unwrap();
+            let BodyKind::Length(n) = h.body else {
+                panic!("no length")
+            };
+            assert_eq!((h.status, h.keep_alive), (503, !close));
+            assert_eq!(h.head_len + n as usize, raw.len());
+            let text = std::str::from_utf8(raw).unwrap();
+            assert!(text.contains("\r\nx-dao-overloaded: circuit-breaker\r\n"));
         }
     }
 }

@@ -39,6 +39,7 @@ fn outcome(us: u64, status: u16) -> Outcome {
         responded: true,
         bytes_in: 1,
         bytes_out: 2,
+        attempt: Some(0),
     }
 }
 
