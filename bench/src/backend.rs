@@ -3,8 +3,9 @@
 //! One pinned monoio thread; answers every request (pipelined ones too)
 //! with a fixed 200 response of `--size` bytes, and closes the connection
 //! after answering a request that carries `Connection: close` (so a client
-//! asking for a new connection per request gets one). Prints its address
-//! on the first line of stdout.
+//! asking for a new connection per request gets one). `--delay-ms N`
+//! holds every response N ms (a slow upstream). Prints its address on the
+//! first line of stdout.
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,7 @@ struct Args {
     addr: SocketAddr,
     cpu: Option<usize>,
     size: usize,
+    delay_ms: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -22,6 +24,7 @@ fn parse_args() -> Result<Args, String> {
         addr: "127.0.0.1:0".parse().map_err(|_| "addr")?,
         cpu: None,
         size: 13,
+        delay_ms: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -30,7 +33,14 @@ fn parse_args() -> Result<Args, String> {
             "--addr" => args.addr = value.parse().map_err(|e| format!("--addr: {e}"))?,
             "--cpu" => args.cpu = Some(value.parse().map_err(|e| format!("--cpu: {e}"))?),
             "--size" => args.size = value.parse().map_err(|e| format!("--size: {e}"))?,
-            _ => return Err(format!("unknown flag {flag} (--addr, --cpu, --size)")),
+            "--delay-ms" => {
+                args.delay_ms = value.parse().map_err(|e| format!("--delay-ms: {e}"))?
+            }
+            _ => {
+                return Err(format!(
+                    "unknown flag {flag} (--addr, --cpu, --size, --delay-ms)"
+                ))
+            }
         }
     }
     Ok(args)
@@ -63,7 +73,9 @@ fn main() {
     .into_bytes();
     response.extend_from_slice(&body);
     let response: &'static [u8] = Box::leak(response.into_boxed_slice());
+    let delay = std::time::Duration::from_millis(args.delay_ms);
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
         .build()
         .expect("runtime");
     rt.block_on(async move {
@@ -71,13 +83,13 @@ fn main() {
         println!("{}", listener.local_addr().expect("addr"));
         loop {
             if let Ok((stream, _)) = listener.accept().await {
-                monoio::spawn(serve(stream, response));
+                monoio::spawn(serve(stream, response, delay));
             }
         }
     });
 }
 
-async fn serve(mut stream: TcpStream, response: &'static [u8]) {
+async fn serve(mut stream: TcpStream, response: &'static [u8], delay: std::time::Duration) {
     let _ = stream.set_nodelay(true);
     let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
     let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
@@ -108,6 +120,9 @@ async fn serve(mut stream: TcpStream, response: &'static [u8]) {
             return; // a head larger than the buffer: not a benchmark request
         }
         if !out.is_empty() {
+            if !delay.is_zero() {
+                monoio::time::sleep(delay).await;
+            }
             let (res, o) = stream.write_all(out).await;
             out = o;
             out.clear();

@@ -127,6 +127,10 @@ pub struct Balancer {
     panic_threshold: u32,
     /// Whether the last pick was made in panic mode.
     panicked: Cell<bool>,
+    /// Until when some upstream may be ejected (µs), and how many are down
+    /// by active check: when neither, picks skip the health scan.
+    out_until: Cell<u64>,
+    downs: Cell<usize>,
     rng: Cell<u64>,
 }
 
@@ -168,6 +172,8 @@ impl Balancer {
             slow_start_us: b.slow_start.map_or(0, |d| d.as_micros() as u64),
             panic_threshold: b.panic_threshold,
             panicked: Cell::new(false),
+            out_until: Cell::new(0),
+            downs: Cell::new(0),
             rng: Cell::new(
                 0x9e37_79b9_7f4a_7c15 ^ ((index as u64) << 32) ^ (worker as u64).wrapping_add(1),
             ),
@@ -183,12 +189,20 @@ impl Balancer {
         }
         let now = ask.now_us;
         let healthy = |i: usize| !avoided(ask.avoid, i) && self.ups[i].healthy(now);
-        let usable = (0..n).filter(|&i| healthy(i)).count();
+        // The common case: nothing tried, ejected or down.
+        let all_well = ask.avoid == 0 && now >= self.out_until.get() && self.downs.get() == 0;
+        let usable = if all_well {
+            n
+        } else {
+            (0..n).filter(|&i| healthy(i)).count()
+        };
         // Panic mode: too few healthy upstreams, so health is ignored (but
         // tried ones are still avoided while others remain).
         let panic = usable == 0 || usable * 100 < self.panic_threshold as usize * n;
         self.panicked.set(panic);
-        let pick = if panic {
+        let pick = if all_well {
+            self.choose(ask, &|_| true)
+        } else if panic {
             let untried = (0..n).any(|i| !avoided(ask.avoid, i));
             self.choose(ask, &|i| !untried || !avoided(ask.avoid, i))
         } else {
@@ -279,7 +293,9 @@ impl Balancer {
             }
             .min(n - 1);
             if u.ejected(now_us) || ejected < allowed {
-                u.eject(now_us + us.min(max), counted);
+                let until = now_us + us.min(max);
+                u.eject(until, counted);
+                self.out_until.set(self.out_until.get().max(until));
             }
         }
     }
@@ -305,6 +321,7 @@ impl Balancer {
             .sum::<f64>();
         self.cost_ref
             .set((cost / rows.len().max(1) as f64).max(1.0));
+        self.downs.set(rows.iter().filter(|s| s.down).count());
         for (u, s) in self.ups.iter().zip(rows) {
             u.observe(s, latency(&s), now_us);
         }
