@@ -27,6 +27,8 @@ use crate::proto::h1::{BodyKind, BodyState};
 use crate::runtime::worker::Worker;
 use crate::upstream::pool::UpstreamConn;
 
+/// Largest buffer a streamed response body grows to (see `respond`).
+const STREAM_BUF_MAX: usize = 256 * 1024;
 /// Body bytes up to this size ride in the same write as the head (one
 /// syscall); larger ones are written from the read buffer, uncopied.
 const COALESCE: usize = 8 * 1024;
@@ -335,9 +337,15 @@ async fn respond(
     // Anything past the body is garbage from the upstream: do not pool.
     let mut clean = start + used == bufs.up.len();
 
-    // The rest of the body, chunk by chunk as it arrives.
+    // The rest of the body, chunk by chunk as it arrives. A read that
+    // fills the buffer doubles it (up to STREAM_BUF_MAX), so long bodies
+    // move in fewer, larger reads and writes.
     while !body.is_done() {
+        let full = bufs.up.len() == bufs.up.capacity();
         bufs.up.clear();
+        if full && bufs.up.capacity() < STREAM_BUF_MAX {
+            bufs.up.reserve_exact(bufs.up.capacity());
+        }
         match read_more(up, &mut bufs.up, limit).await {
             Ok(_) => {}
             Err(IoFail::Eof) if matches!(body, BodyState::UntilClose) => break,

@@ -168,7 +168,8 @@ impl Worker {
     /// Gives a buffer back for reuse.
     pub(crate) fn give_buf(&self, mut buf: Vec<u8>) {
         let mut spare = self.spare.borrow_mut();
-        if buf.capacity() >= BUF_SIZE && spare.len() < MAX_SPARE {
+        // Buffers grown for a long body are not kept: memory goes back.
+        if (BUF_SIZE..=2 * BUF_SIZE).contains(&buf.capacity()) && spare.len() < MAX_SPARE {
             buf.clear();
             spare.push(buf);
         }
