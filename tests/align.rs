@@ -189,3 +189,83 @@ fn retry_after_takes_an_upstream_out_for_that_long() {
     let back: Vec<String> = (0..4).map(|_| c.get("/").text()).collect();
     assert!(back.contains(&"busy".to_string()), "{back:?}");
 }
+
+#[test]
+fn a_sticky_cookie_pins_a_client_to_its_upstream() {
+    let backends: Vec<Backend> = ["b0", "b1", "b2"]
+        .iter()
+        .map(|n| named(n, Duration::ZERO))
+        .collect();
+    let ups: Vec<(SocketAddr, &str)> = backends.iter().map(|b| (b.addr, "")).collect();
+    let dao = start(&config_with(
+        2,
+        "policy = \"round_robin\"",
+        &ups,
+        "[routes.rule.sticky]\ncookie = \"dao_s\"\nmax_age = \"1h\"\n",
+    ));
+    let get = |cookie: Option<&str>| {
+        let mut c = Client::connect(dao.local_addr());
+        let extra = cookie.map_or(String::new(), |v| {
+            format!("Cookie: theme=dark; dao_s={v}\r\n")
+        });
+        c.send(format!("GET / HTTP/1.1\r\nHost: h\r\n{extra}\r\n").as_bytes());
+        c.read(false)
+    };
+    // First visit: assigned, and told so.
+    let first = get(None);
+    let set = first
+        .header("set-cookie")
+        .expect("a Set-Cookie")
+        .to_string();
+    let token = set
+        .strip_prefix("dao_s=")
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(token.len(), 16, "{set}");
+    assert!(set.ends_with("; Path=/; Max-Age=3600; HttpOnly"), "{set}");
+    // With the cookie: always the same upstream, round robin or not, and
+    // no new cookie.
+    for _ in 0..9 {
+        let r = get(Some(&token));
+        assert_eq!(r.text(), first.text());
+        assert!(r.header("set-cookie").is_none());
+    }
+    // A value naming no upstream: a fresh assignment.
+    let r = get(Some("0000000000000000"));
+    assert!(r.header("set-cookie").is_some());
+}
+
+#[test]
+fn canary_by_weight_and_a_b_by_cookie() {
+    let stable = named("stable", Duration::ZERO);
+    let canary = named("canary", Duration::ZERO);
+    let b_side = named("b-side", Duration::ZERO);
+    // Rule "b" (cookie variant=b) first, then the weighted 95/5 split.
+    let text = format!(
+        "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+         [[routes.rule]]\nname = \"b\"\n[routes.rule.match]\ncookies = {{ variant = \"b\" }}\n\
+         [[routes.rule.upstreams]]\nname = \"b-side\"\nurl = \"http://{}\"\n\
+         [[routes.rule]]\nname = \"split\"\npolicy = \"weighted\"\n\
+         [[routes.rule.upstreams]]\nname = \"stable\"\nurl = \"http://{}\"\nweight = 95\n\
+         [[routes.rule.upstreams]]\nname = \"canary\"\nurl = \"http://{}\"\nweight = 5\n",
+        b_side.addr, stable.addr, canary.addr
+    );
+    let dao = start(&text);
+    let mut c = Client::connect(dao.local_addr());
+    let mut canaries = 0;
+    for _ in 0..200 {
+        match c.get("/").text().as_str() {
+            "canary" => canaries += 1,
+            other => assert_eq!(other, "stable"),
+        }
+    }
+    // Smooth weighted round robin on one core: exactly 5 %.
+    assert_eq!(canaries, 10);
+    for _ in 0..5 {
+        c.send(b"GET / HTTP/1.1\r\nHost: h\r\nCookie: variant=b\r\n\r\n");
+        assert_eq!(c.read(false).text(), "b-side");
+        c.send(b"GET / HTTP/1.1\r\nHost: h\r\nCookie: variant=a\r\n\r\n");
+        assert_ne!(c.read(false).text(), "b-side");
+    }
+}

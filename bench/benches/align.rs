@@ -55,7 +55,7 @@ fn route_lookup(c: &mut Criterion) {
             method: b"GET",
         };
         group.bench_function(name, |b| {
-            b.iter(|| config.router.find(black_box(t), |_, _| false));
+            b.iter(|| config.router.find(black_box(t), |_, _, _| false));
         });
     }
     group.finish();

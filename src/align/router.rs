@@ -1,6 +1,6 @@
 //! The route table: the most specific host first (exact, then the longest
 //! `*.suffix`, then any host), then the longest path prefix, then file
-//! order. Methods and headers narrow a rule further.
+//! order. Methods, headers and cookies narrow a rule further.
 //!
 //! Rules are kept in that order in one vector and the first that matches
 //! wins; configs hold tens of rules, where a linear scan over
@@ -18,6 +18,16 @@ struct Entry {
     prefix: Box<[u8]>,
     methods: Box<[Box<[u8]>]>,
     headers: Box<[HeaderMatch]>,
+    cookies: Box<[HeaderMatch]>,
+}
+
+/// What a rule may ask of a request beyond host, path and method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    /// A header (name in lower case) with exactly this value.
+    Header,
+    /// A cookie with exactly this value.
+    Cookie,
 }
 
 /// A compiled route table.
@@ -48,6 +58,11 @@ impl Router {
                 host: r.host.clone(),
                 prefix: r.path_prefix.as_bytes().into(),
                 methods: r.methods.iter().map(|m| m.as_bytes().into()).collect(),
+                cookies: r
+                    .cookies
+                    .iter()
+                    .map(|(n, v)| (n.as_bytes().into(), v.as_bytes().into()))
+                    .collect(),
                 headers: r
                     .headers
                     .iter()
@@ -70,7 +85,9 @@ impl Router {
     /// The index of the route for a request, if any. `header(name, value)`
     /// says whether the request carries that header with that value
     /// (`name` is lower case).
-    pub fn find(&self, t: Target<'_>, header: impl Fn(&[u8], &[u8]) -> bool) -> Option<usize> {
+    /// The first rule that matches `t`; `has(field, name, value)` says
+    /// whether the request carries that header or cookie.
+    pub fn find(&self, t: Target<'_>, has: impl Fn(Field, &[u8], &[u8]) -> bool) -> Option<usize> {
         let host = host_only(t.host);
         self.entries
             .iter()
@@ -78,7 +95,8 @@ impl Router {
                 host_matches(&e.host, host)
                     && t.path.starts_with(&e.prefix)
                     && (e.methods.is_empty() || e.methods.iter().any(|m| **m == *t.method))
-                    && e.headers.iter().all(|(n, v)| header(n, v))
+                    && e.headers.iter().all(|(n, v)| has(Field::Header, n, v))
+                    && e.cookies.iter().all(|(n, v)| has(Field::Cookie, n, v))
             })
             .map(|e| e.route)
     }
@@ -129,7 +147,10 @@ mod tests {
                 path: path.as_bytes(),
                 method: method.as_bytes(),
             },
-            |n, v| n == b"x-tenant" && v == b"blue",
+            |f, n, v| {
+                f == Field::Header && n == b"x-tenant" && v == b"blue"
+                    || f == Field::Cookie && n == b"variant" && v == b"b"
+            },
         )
     }
 
@@ -167,9 +188,13 @@ mod tests {
             rule("tenant", "[routes.rule.match]\nheaders = { \"X-Tenant\" = \"blue\" }\npath_prefix = \"/t\""),
             rule("tenant-red", "[routes.rule.match]\nheaders = { \"X-Tenant\" = \"red\" }\npath_prefix = \"/t\""),
             rule("post", "[routes.rule.match]\nmethods = [\"POST\"]\npath_prefix = \"/\""),
+            rule("b-side", "[routes.rule.match]\ncookies = { variant = \"b\" }\npath_prefix = \"/ab\""),
+            rule("a-side", "[routes.rule.match]\ncookies = { variant = \"a\" }\npath_prefix = \"/ab\""),
         ]
         .concat());
         assert_eq!(find(&r, "h", "/t", "GET"), Some(0));
+        // A/B by cookie: the request carries variant=b.
+        assert_eq!(find(&r, "h", "/ab", "GET"), Some(3));
         assert_eq!(find(&r, "h", "/x", "POST"), Some(2));
         assert_eq!(find(&r, "h", "/x", "GET"), None);
     }

@@ -1,8 +1,8 @@
 //! What the balancer needs from a request: its intent (the route's, or a
-//! configured one named by `x-dao-intent`) and the `consistent_hash` key
-//! (a header, a cookie or the client's IP).
+//! configured one named by `x-dao-intent`), the `consistent_hash` key (a
+//! header, a cookie or the client's IP), and sticky routes' cookie.
 
-use crate::align::balancer::{key_hash, Ask};
+use crate::align::balancer::{key_hash, Ask, Balancer};
 use crate::memory::{Config, HashOn, Policy, Route};
 use crate::proto::h1::RequestHead;
 
@@ -18,7 +18,7 @@ fn header<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]
 }
 
 /// The value of cookie `name`, from any `Cookie` header.
-fn cookie<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
+pub(crate) fn cookie<'a>(head: &RequestHead, buf: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
     head.headers
         .iter()
         .filter(|h| h.name.get(buf).eq_ignore_ascii_case(b"cookie"))
@@ -66,4 +66,23 @@ pub(crate) fn ask(
         avoid: 0,
         now_us,
     }
+}
+
+/// Appends the `Set-Cookie` line that pins the client to upstream `i` of
+/// `route` (whose balancer holds the opaque tokens).
+pub(crate) fn set_cookie(out: &mut Vec<u8>, route: &Route, balancer: &Balancer, i: usize) {
+    let Some(st) = &route.balancing.sticky else {
+        return;
+    };
+    out.extend_from_slice(b"Set-Cookie: ");
+    out.extend_from_slice(st.cookie.as_bytes());
+    out.push(b'=');
+    out.extend_from_slice(&balancer.sticky_token(i));
+    out.extend_from_slice(b"; Path=");
+    out.extend_from_slice(st.path.as_bytes());
+    if let Some(age) = st.max_age {
+        out.extend_from_slice(b"; Max-Age=");
+        out.extend_from_slice(itoa::Buffer::new().format(age.as_secs()).as_bytes());
+    }
+    out.extend_from_slice(b"; HttpOnly\r\n");
 }

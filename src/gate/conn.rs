@@ -18,7 +18,7 @@ use monoio::net::TcpStream;
 use super::exchange::{self, Exchange};
 use super::io::{read_more, read_or_give_up, within, write_static, IoFail};
 use super::tally::Tally;
-use crate::align::router::Target;
+use crate::align::router::{Field, Target};
 use crate::clock;
 use crate::error::ProxyError;
 use crate::proto::h1::head::{error_response, overloaded_response};
@@ -91,6 +91,7 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
         canceller: Canceller::new(),
         tally: Tally::new(worker.clone()),
         request_id: None,
+        set_sticky: None,
         worker,
     };
     loop {
@@ -124,6 +125,9 @@ pub(crate) struct Conn {
     pub(crate) tally: Tally,
     /// The id generated for the current request, if it came without one.
     pub(crate) request_id: Option<[u8; 32]>,
+    /// A sticky route's (route, upstream) to name in a `Set-Cookie` on
+    /// this response.
+    pub(crate) set_sticky: Option<(usize, usize)>,
     pub(crate) worker: Rc<Worker>,
 }
 
@@ -206,11 +210,14 @@ impl Conn {
             path: head.path.get(buf),
             method: head.method.get(buf),
         };
-        let found = config.router.find(target, |name, value| {
-            head.headers
-                .iter()
-                .any(|h| h.name.get(buf).eq_ignore_ascii_case(name) && h.value.get(buf) == value)
-        });
+        let found = config
+            .router
+            .find(target, |field, name, value| match field {
+                Field::Header => head.headers.iter().any(|h| {
+                    h.name.get(buf).eq_ignore_ascii_case(name) && h.value.get(buf) == value
+                }),
+                Field::Cookie => super::ask::cookie(head, buf, name) == Some(value),
+            });
         let Some(route) = found else {
             self.consume(self.head.head_len);
             let close = self.must_close_on_error();

@@ -78,7 +78,17 @@ impl Exchange {
             &conn.client_ip,
             worker.coarse_us(),
         );
-        let mut picked = worker.pick(route_index, &ask);
+        // Sticky routes: the upstream the client's cookie names, if usable.
+        let sticky = route.balancing.sticky.as_ref().map(|st| {
+            super::ask::cookie(&conn.head, &conn.down, st.cookie.as_bytes())
+                .and_then(|v| worker.balancers[route_index].sticky_find(v))
+        });
+        let mut picked = match sticky {
+            Some(Some(i)) if worker.balancers[route_index].usable(i, &ask) => {
+                worker.pin(route_index, i)
+            }
+            _ => worker.pick(route_index, &ask),
+        };
         conn.tally.picked(route_index, picked);
         let mut bufs = Bufs {
             worker: worker.clone(),
@@ -160,6 +170,11 @@ impl Exchange {
                                 conn.tally.picked(route_index, picked);
                                 continue;
                             }
+                            // A new or changed assignment: the response
+                            // sets the cookie.
+                            conn.set_sticky = sticky
+                                .filter(|&had| had != Some(picked))
+                                .map(|_| (route_index, picked));
                             break stream(conn, &worker, &mut bufs, up, upstream).await;
                         }
                         Attempt::Failed {
@@ -293,6 +308,17 @@ async fn respond(
         framing,
         close,
     );
+    if let Some((r, u)) = conn.set_sticky.take() {
+        // Before the blank line that ends the head.
+        bufs.out.truncate(bufs.out.len() - 2);
+        super::ask::set_cookie(
+            &mut bufs.out,
+            &worker.config.routes[r],
+            &worker.balancers[r],
+            u,
+        );
+        bufs.out.extend_from_slice(b"\r\n");
+    }
     let mut body = BodyState::new(resp.body);
     let start = resp.head_len;
 

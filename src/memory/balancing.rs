@@ -147,6 +147,18 @@ impl Default for Outlier {
     }
 }
 
+/// `[routes.rule.sticky]`: a client is pinned to the upstream that first
+/// served it, by a cookie DAO sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sticky {
+    /// The cookie's name.
+    pub cookie: String,
+    /// Its `Max-Age`; `None`: a session cookie.
+    pub max_age: Option<Duration>,
+    /// Its `Path`.
+    pub path: String,
+}
+
 /// A route's balancing settings beyond the policy name.
 #[derive(Debug, Clone, Default)]
 pub struct Balancing {
@@ -164,4 +176,6 @@ pub struct Balancing {
     /// Below this percentage of usable upstreams, health is ignored and
     /// traffic goes to all of them (panic mode).
     pub panic_threshold: u32,
+    /// Sticky assignment by cookie, if configured.
+    pub sticky: Option<Sticky>,
 }

@@ -136,6 +136,8 @@ pub struct Route {
     pub methods: Vec<String>,
     /// Headers that must be present with exactly this value (names lower case).
     pub headers: Vec<(String, String)>,
+    /// Cookies that must be present with exactly this value.
+    pub cookies: Vec<(String, String)>,
     /// Balancing policy.
     pub policy: Policy,
     /// The policy's options, outlier detection, slow start, panic mode.

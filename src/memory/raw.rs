@@ -88,6 +88,7 @@ pub(crate) struct RawRule {
     pub(crate) outlier_detection: Option<RawOutlier>,
     pub(crate) slow_start: Option<String>,
     pub(crate) panic_threshold: Option<i64>,
+    pub(crate) sticky: Option<RawSticky>,
     /// Read as a table so that errors, unknown keys included, can name the
     /// field's path; then deserialised into `RawHealthCheck`.
     pub(crate) health_check: Option<toml::Table>,
@@ -142,6 +143,14 @@ pub(crate) struct RawPeakEwma {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub(crate) struct RawSticky {
+    pub(crate) cookie: Option<String>,
+    pub(crate) max_age: Option<String>,
+    pub(crate) path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RawOutlier {
     pub(crate) enabled: Option<bool>,
     pub(crate) consecutive_failures: Option<i64>,
@@ -165,6 +174,7 @@ pub(crate) struct RawMatch {
     pub(crate) path_prefix: Option<String>,
     pub(crate) methods: Option<Vec<String>>,
     pub(crate) headers: Option<BTreeMap<String, String>>,
+    pub(crate) cookies: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -345,6 +345,17 @@ impl Validator {
             self.header(&format!("{path}.match.headers.{name}"), &name, &value);
             headers.push((name.to_ascii_lowercase(), value));
         }
+        let mut cookies = Vec::new();
+        for (name, value) in raw.matcher.cookies.take().unwrap_or_default() {
+            let cpath = format!("{path}.match.cookies.{name}");
+            if name.is_empty() || !name.bytes().all(is_token) {
+                self.err(&cpath, format!("{name:?} is not a cookie name"));
+            }
+            if value.bytes().any(|b| b == b';' || b.is_ascii_control()) {
+                self.err(&cpath, "a cookie value has no ';' or control characters");
+            }
+            cookies.push((name, value));
+        }
         if let Some(intent) = &raw.intent {
             if intent.trim().is_empty() {
                 self.err(format!("{path}.intent"), "must not be empty");
@@ -384,6 +395,7 @@ impl Validator {
             path_prefix,
             methods,
             headers,
+            cookies,
             policy,
             balancing,
             intent: raw.intent,

@@ -127,6 +127,12 @@ impl Worker {
             .as_micros() as u64
     }
 
+    /// Sends a request of route `route` to upstream `i` (a sticky pin).
+    pub(crate) fn pin(&self, route: usize, i: usize) -> usize {
+        self.balancers[route].started(i);
+        i
+    }
+
     /// Picks route `route`'s upstream for a request.
     pub(crate) fn pick(&self, route: usize, ask: &Ask) -> usize {
         let b = &self.balancers[route];

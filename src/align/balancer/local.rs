@@ -7,6 +7,8 @@ use super::Seen;
 
 #[derive(Debug, Default)]
 pub(super) struct Local {
+    /// Its sticky-cookie token (a hash of the route's and its names).
+    pub(super) token: u64,
     in_flight: Cell<u32>,
     /// Smooth weighted round robin's running score.
     pub(super) current: Cell<i64>,
@@ -27,6 +29,13 @@ pub(super) struct Local {
 }
 
 impl Local {
+    pub(super) fn new(token: u64) -> Local {
+        Local {
+            token,
+            ..Local::default()
+        }
+    }
+
     pub(super) fn in_flight(&self) -> u32 {
         self.in_flight.get()
     }

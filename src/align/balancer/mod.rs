@@ -158,7 +158,11 @@ impl Balancer {
         let ring = (route.policy == Policy::ConsistentHash).then(|| hash::Ring::new(route));
         Balancer {
             policy: route.policy,
-            ups: route.upstreams.iter().map(|_| Local::default()).collect(),
+            ups: route
+                .upstreams
+                .iter()
+                .map(|u| Local::new(key_hash(format!("{}\0{}", route.name, u.name).as_bytes())))
+                .collect(),
             next: Cell::new(0),
             ring,
             bounded_load: b.bounded_load,
@@ -335,6 +339,28 @@ impl Balancer {
     /// Requests in flight to upstream `i` from this core.
     pub fn in_flight(&self, i: usize) -> u32 {
         self.ups[i].in_flight()
+    }
+
+    /// Whether upstream `i` may take `ask` now: not tried, ejected or down.
+    pub fn usable(&self, i: usize, ask: &Ask) -> bool {
+        i < self.ups.len() && !avoided(ask.avoid, i) && self.ups[i].healthy(ask.now_us)
+    }
+
+    /// The opaque sticky-cookie value naming upstream `i`: 16 hex digits
+    /// of a hash of the route's and the upstream's names (stable across
+    /// restarts and cores, and revealing neither).
+    pub fn sticky_token(&self, i: usize) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        let v = self.ups[i].token;
+        for (k, b) in out.iter_mut().enumerate() {
+            *b = b"0123456789abcdef"[((v >> (60 - 4 * k)) & 15) as usize];
+        }
+        out
+    }
+
+    /// The upstream a sticky cookie's value names, if any.
+    pub fn sticky_find(&self, value: &[u8]) -> Option<usize> {
+        (0..self.ups.len()).find(|&i| self.sticky_token(i) == value)
     }
 
     /// Whether the last pick ignored health (panic mode).

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use super::super::balancing::{
-    Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights,
+    Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights, Sticky,
 };
-use super::super::raw::{RawOutlier, RawPolicies, RawResonant, RawRule};
+use super::super::raw::{RawOutlier, RawPolicies, RawResonant, RawRule, RawSticky};
 use super::Validator;
 
 /// The config names of every policy, for error messages.
@@ -175,6 +175,10 @@ impl Validator {
             (0, 100),
             50,
         ) as u32;
+        let sticky = raw
+            .sticky
+            .take()
+            .and_then(|s| self.sticky(&format!("{path}.sticky"), s));
         Balancing {
             hash_on,
             bounded_load,
@@ -182,7 +186,40 @@ impl Validator {
             outlier,
             slow_start,
             panic_threshold,
+            sticky,
         }
+    }
+
+    fn sticky(&mut self, path: &str, raw: RawSticky) -> Option<Sticky> {
+        let Some(cookie) = raw.cookie else {
+            self.err(format!("{path}.cookie"), "the cookie's name is required");
+            return None;
+        };
+        if cookie.is_empty() || !cookie.bytes().all(super::is_token) {
+            self.err(
+                format!("{path}.cookie"),
+                format!("{cookie:?} is not a cookie name"),
+            );
+        }
+        let max_age = raw
+            .max_age
+            .map(|m| self.duration(&format!("{path}.max_age"), Some(m), Duration::ZERO));
+        let cookie_path = raw.path.unwrap_or_else(|| "/".to_string());
+        if !cookie_path.starts_with('/')
+            || cookie_path
+                .bytes()
+                .any(|b| b == b';' || b.is_ascii_control())
+        {
+            self.err(
+                format!("{path}.path"),
+                format!("{cookie_path:?} is not a cookie path"),
+            );
+        }
+        Some(Sticky {
+            cookie,
+            max_age,
+            path: cookie_path,
+        })
     }
 
     fn hash_on(&mut self, path: &str, text: &str) -> Option<HashOn> {
