@@ -47,6 +47,11 @@ pub(super) struct Request {
     pub(super) continued: bool,
     /// An interim response was passed to the client: the response started.
     pub(super) interim: bool,
+    /// The route's deadline for the response head.
+    pub(super) response_timeout: std::time::Duration,
+    /// Body bytes allowed (`max_body_bytes`), and those seen so far.
+    pub(super) body_limit: Option<u64>,
+    pub(super) body_seen: u64,
 }
 
 /// How an attempt ended.
@@ -94,7 +99,8 @@ pub(super) async fn attempt(
     let fwd = Forwarded {
         client_ip: conn.client_ip.as_bytes(),
         proto: b"http",
-        extra: &route.request_headers,
+        extra: conn.edits.lines(),
+        drop: conn.edits.removed(),
         default_host: upstream.authority.as_bytes(),
         request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
     };
@@ -188,7 +194,8 @@ pub(super) async fn attempt(
             }
             Err(e) => return Attempt::Abort(ProxyError::ClientIo(e.into_io())),
         }
-        let used = match req.body.advance(&conn.down, |_| {}) {
+        let mut payload = 0u64;
+        let used = match req.body.advance(&conn.down, |r| payload += r.len() as u64) {
             Ok(n) => n,
             Err(_) => {
                 return Attempt::Failed {
@@ -199,6 +206,16 @@ pub(super) async fn attempt(
             }
         };
         conn.tally.bytes_in += used as u64;
+        req.body_seen += payload;
+        if req.body_limit.is_some_and(|max| req.body_seen > max) {
+            // Over the limit while streaming: the upstream connection (with
+            // a partial body) is dropped, the client gets 413.
+            return Attempt::Failed {
+                error: ProxyError::BadRequest("request body too large", 413),
+                cause: None,
+                reached: true,
+            };
+        }
         if let Err(e) = write_range(&mut up, &mut conn.down, 0..used, proxy.read_timeout).await {
             let (error, cause) = upstream_error(e);
             return failed(error, cause, true);
@@ -242,8 +259,8 @@ async fn read_head(
     // reads pays for reading the clock again.
     let started = clock::now();
     let timeout = match deadline {
-        None => proxy.response_timeout,
-        Some(d) => proxy
+        None => req.response_timeout,
+        Some(d) => req
             .response_timeout
             .min(d.saturating_duration_since(started)),
     };

@@ -16,11 +16,12 @@ use monoio::io::Canceller;
 use monoio::net::TcpStream;
 
 use super::exchange::{self, Exchange};
-use super::io::{read_more, read_or_give_up, within, write_static, IoFail};
+use super::io::{read_more, read_or_give_up, within, write_all, write_static, IoFail};
 use super::tally::Tally;
 use crate::align::router::{Field, Target};
 use crate::clock;
 use crate::error::ProxyError;
+use crate::flow::{Edits, Flow, Headers, Reply, RequestCx, State};
 use crate::proto::h1::head::{error_response, overloaded_response};
 use crate::proto::h1::{parse_request, BodyKind, RequestHead, ResponseHead};
 use crate::runtime::worker::Worker;
@@ -85,6 +86,7 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
     let mut conn = Conn {
         client,
         client_ip: peer.ip().to_string(),
+        peer_ip: peer.ip(),
         down: Vec::with_capacity(INITIAL_BUF),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
@@ -92,6 +94,11 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
         tally: Tally::new(worker.clone()),
         request_id: None,
         set_sticky: None,
+        route: 0,
+        upstream: 0,
+        edits: Edits::default(),
+        resp_edits: Edits::default(),
+        flow: State::default(),
         worker,
     };
     loop {
@@ -118,6 +125,7 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
 pub(crate) struct Conn {
     pub(crate) client: TcpStream,
     pub(crate) client_ip: String,
+    pub(crate) peer_ip: std::net::IpAddr,
     pub(crate) down: Vec<u8>,
     pub(crate) head: RequestHead,
     pub(crate) resp: ResponseHead,
@@ -128,6 +136,14 @@ pub(crate) struct Conn {
     /// A sticky route's (route, upstream) to name in a `Set-Cookie` on
     /// this response.
     pub(crate) set_sticky: Option<(usize, usize)>,
+    /// The route and upstream of the response being sent.
+    pub(crate) route: usize,
+    pub(crate) upstream: usize,
+    /// Filter edits of the head sent upstream, and of the response head.
+    pub(crate) edits: Edits,
+    pub(crate) resp_edits: Edits,
+    /// What the route's filters share between the two phases.
+    pub(crate) flow: State,
     pub(crate) worker: Rc<Worker>,
 }
 
@@ -223,6 +239,14 @@ impl Conn {
             let close = self.must_close_on_error();
             return self.reply_error(ProxyError::NoRoute.status(), close).await;
         };
+        self.edits.clear();
+        self.resp_edits.clear();
+        self.flow.clear();
+        if !w.chains[route].is_empty() {
+            if let Some(reply) = self.filter_request(route) {
+                return self.reply(reply).await;
+            }
+        }
         let outcome = Exchange::run(self, route).await;
         match &outcome {
             exchange::Outcome::Done { .. } => {
@@ -287,6 +311,79 @@ impl Conn {
         self.tally.bytes_out += page.len() as u64;
         self.tally.finish(status, error, &self.client_ip);
         if write_static(&mut self.client, page, limit).await.is_err() || close {
+            return Next::Close;
+        }
+        Next::KeepAlive
+    }
+
+    /// Runs route `route`'s request filters; `Some` when one answers.
+    fn filter_request(&mut self, route: usize) -> Option<Reply> {
+        let w = self.worker.clone();
+        let buf = &self.down;
+        let head = &self.head;
+        let mut cx = RequestCx {
+            method: head.method.get(buf),
+            path: head.path.get(buf),
+            headers: Headers::of_request(head, buf),
+            content_length: match head.body {
+                BodyKind::Length(n) => Some(n),
+                _ => None,
+            },
+            has_body: head.body != BodyKind::Empty,
+            client_ip: self.peer_ip,
+            client_ip_text: &self.client_ip,
+            request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
+            route: &w.config.routes[route].name,
+            edits: &mut self.edits,
+            state: &mut self.flow,
+        };
+        match w.chains[route].request(&mut cx) {
+            Flow::Continue => None,
+            Flow::Reply(r) => Some(r),
+        }
+    }
+
+    /// Sends a filter's reply. The connection stays open only when the
+    /// request had no body still unread.
+    async fn reply(&mut self, reply: Reply) -> Next {
+        self.consume(self.head.head_len);
+        // A body the upstream never read is still on the wire: close.
+        let close = !self.head.keep_alive
+            || self.worker.stopping.get()
+            || self.head.body != BodyKind::Empty;
+        let mut out = Vec::with_capacity(128 + reply.headers.len() + reply.body.len());
+        let mut code = itoa::Buffer::new();
+        out.extend_from_slice(b"HTTP/1.1 ");
+        out.extend_from_slice(code.format(reply.status).as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(crate::proto::h1::head::reason(reply.status).as_bytes());
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&reply.headers);
+        let typed = reply
+            .headers
+            .split(|&b| b == b'\n')
+            .any(|l| l.len() >= 13 && l[..13].eq_ignore_ascii_case(b"content-type:"));
+        if !typed && !reply.body.is_empty() {
+            out.extend_from_slice(b"Content-Type: text/plain\r\n");
+        }
+        let no_body =
+            reply.status == 204 || reply.status == 304 || (100..200).contains(&reply.status);
+        if !no_body {
+            out.extend_from_slice(b"Content-Length: ");
+            out.extend_from_slice(code.format(reply.body.len()).as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        if !no_body && !self.head.is_head {
+            out.extend_from_slice(&reply.body);
+        }
+        self.tally.bytes_out += out.len() as u64;
+        self.tally.finish(reply.status, None, &self.client_ip);
+        let limit = self.worker.config.proxy.read_timeout;
+        if write_all(&mut self.client, &mut out, limit).await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive

@@ -20,6 +20,7 @@ use crate::align::balancer::Ask;
 use crate::align::breaker::Held;
 use crate::align::retry::{budget_allows, Tried};
 use crate::error::ProxyError;
+use crate::flow::{Headers, ResponseCx};
 use crate::memory::{Route, Upstream};
 use crate::proto::h1::head::{write_response_head, DownFraming};
 use crate::proto::h1::ResponseHead;
@@ -99,7 +100,9 @@ impl Exchange {
         // Body bytes that came with the head.
         let head_len = conn.head.head_len;
         let mut body = BodyState::new(conn.head.body);
-        let used = match body.advance(&conn.down[head_len..], |_| {}) {
+        // Payload bytes (chunk framing excluded), for max_body_bytes.
+        let mut payload = 0u64;
+        let used = match body.advance(&conn.down[head_len..], |r| payload += r.len() as u64) {
             Ok(n) => n,
             Err(_) => return Outcome::Failed(ProxyError::BadRequest("invalid chunked body", 400)),
         };
@@ -114,7 +117,15 @@ impl Exchange {
             consumed: false,
             continued: false,
             interim: false,
+            response_timeout: route
+                .request_timeout
+                .unwrap_or(worker.config.proxy.response_timeout),
+            body_limit: conn.flow.body_limit,
+            body_seen: payload,
         };
+        if req.body_limit.is_some_and(|max| req.body_seen > max) {
+            return Outcome::Failed(ProxyError::BadRequest("request body too large", 413));
+        }
 
         let mut tried = Tried::default();
         // The retry in flight, if any, counted in the core's budget.
@@ -172,6 +183,8 @@ impl Exchange {
                             }
                             // A new or changed assignment: the response
                             // sets the cookie.
+                            conn.route = route_index;
+                            conn.upstream = picked;
                             conn.set_sticky = sticky
                                 .filter(|&had| had != Some(picked))
                                 .map(|_| (route_index, picked));
@@ -300,6 +313,20 @@ async fn respond(
         || resp.body == BodyKind::UntilClose
         || dechunk;
     bufs.out.clear();
+    let route = &worker.config.routes[conn.route];
+    if !worker.chains[conn.route].is_empty() {
+        let mut cx = ResponseCx {
+            status: resp.status,
+            headers: Headers::of_response(resp, &bufs.up),
+            client_ip_text: &conn.client_ip,
+            request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
+            route: &route.name,
+            upstream: &route.upstreams[conn.upstream].name,
+            edits: &mut conn.resp_edits,
+            state: &conn.flow,
+        };
+        worker.chains[conn.route].response(&mut cx);
+    }
     write_response_head(
         &mut bufs.out,
         &bufs.up,
@@ -307,6 +334,7 @@ async fn respond(
         conn.head.minor_version,
         framing,
         close,
+        (conn.resp_edits.removed(), conn.resp_edits.lines()),
     );
     if let Some((r, u)) = conn.set_sticky.take() {
         // Before the blank line that ends the head.

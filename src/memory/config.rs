@@ -146,8 +146,11 @@ pub struct Route {
     pub intent: Option<String>,
     /// Upstreams, in file order.
     pub upstreams: Vec<Upstream>,
-    /// `request_headers_add`, serialised as `Name: value\r\n` lines.
-    pub request_headers: Vec<u8>,
+    /// `[routes.rule.filters]`, in running order.
+    pub filters: Vec<crate::flow::FilterSpec>,
+    /// `filters.request_timeout`: this route's deadline for the response
+    /// head (instead of `proxy.response_timeout`).
+    pub request_timeout: Option<Duration>,
     /// `[routes.rule.retry]`: none means one attempt only.
     pub retry: Option<RetryPolicy>,
     /// `[routes.rule.circuit_breaker]`: limits per upstream, all cores

@@ -82,30 +82,10 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 }
 
 mod balancing;
+mod filters;
 mod health;
 mod resilience;
 mod telemetry;
-
-/// Filter keys that later issues add; named so the error says so.
-const FUTURE_FILTERS: &[&str] = &[
-    "request_headers_set",
-    "request_headers_remove",
-    "response_headers_add",
-    "response_headers_set",
-    "response_headers_remove",
-    "rate_limit_rps",
-    "rate_limit_burst",
-    "rate_limit_key",
-    "api_keys",
-    "api_keys_file",
-    "jwt",
-    "max_body_bytes",
-    "request_timeout",
-    "allowed_methods",
-    "cors",
-    "ip_allow",
-    "ip_deny",
-];
 
 struct Validator {
     errors: Vec<FieldError>,
@@ -380,7 +360,7 @@ impl Validator {
                 upstreams.push(up);
             }
         }
-        let request_headers = self.filters(&format!("{path}.filters"), raw.filters);
+        let filters = self.filters(&format!("{path}.filters"), raw.filters.take());
         let health_check = self.health_check(&format!("{path}.health_check"), raw.health_check);
         let retry = raw.retry.map(|r| self.retry(&format!("{path}.retry"), r));
         let circuit_breaker = raw
@@ -400,7 +380,8 @@ impl Validator {
             balancing,
             intent: raw.intent,
             upstreams,
-            request_headers,
+            filters: filters.specs,
+            request_timeout: filters.request_timeout,
             health_check,
             retry,
             circuit_breaker,
@@ -486,36 +467,6 @@ impl Validator {
             intents,
             pool,
         })
-    }
-
-    fn filters(&mut self, path: &str, raw: Option<toml::Table>) -> Vec<u8> {
-        let mut lines = Vec::new();
-        for (key, value) in raw.unwrap_or_default() {
-            let fpath = format!("{path}.{key}");
-            match key.as_str() {
-                "request_headers_add" => {
-                    let Some(table) = value.as_table() else {
-                        self.err(fpath, "must be a table of header = \"value\"");
-                        continue;
-                    };
-                    for (name, v) in table {
-                        let hpath = format!("{fpath}.{name}");
-                        let Some(v) = v.as_str() else {
-                            self.err(hpath, "value must be a string");
-                            continue;
-                        };
-                        self.header(&hpath, name, v);
-                        lines.extend_from_slice(name.as_bytes());
-                        lines.extend_from_slice(b": ");
-                        lines.extend_from_slice(v.as_bytes());
-                        lines.extend_from_slice(b"\r\n");
-                    }
-                }
-                k if FUTURE_FILTERS.contains(&k) => self.not_yet(&fpath),
-                _ => self.err(fpath, "unknown filter"),
-            }
-        }
-        lines
     }
 }
 

@@ -34,6 +34,8 @@ pub(crate) struct Worker {
     pub(crate) id: usize,
     pub(crate) config: Arc<Config>,
     pub(crate) balancers: Box<[Balancer]>,
+    /// Each route's filter chain, built on this core.
+    pub(crate) chains: Box<[crate::flow::Chain]>,
     pub(crate) pool: Pool,
     /// Per route, this core's share of its circuit breaker limits.
     pub(crate) breakers: Box<[Option<CircuitBreaker>]>,
@@ -237,6 +239,11 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
         let worker = Rc::new(Worker {
             id,
             timed,
+            chains: config
+                .routes
+                .iter()
+                .map(|r| crate::flow::Chain::build(&r.filters))
+                .collect(),
             balancers: (0..config.routes.len())
                 .map(|r| Balancer::new(&config, r, id))
                 .collect(),

@@ -65,7 +65,21 @@ fn good_config_loads() {
     assert_eq!(api.headers, [("x-tenant".to_string(), "a".to_string())]);
     assert_eq!(api.upstreams[0].weight, 3);
     assert_eq!(api.upstreams[1].authority, "127.0.0.1:8082");
-    assert_eq!(api.request_headers, b"X-DAO-Gateway: true\r\n");
+    assert_eq!(
+        api.filters,
+        [crate::flow::FilterSpec::Headers(
+            crate::flow::spec::HeaderRules {
+                request: crate::flow::spec::HeaderEdits {
+                    add: vec![(
+                        "X-DAO-Gateway".into(),
+                        crate::flow::spec::Template::parse("true", false).unwrap()
+                    )],
+                    ..Default::default()
+                },
+                ..Default::default()
+            }
+        )]
+    );
     // Same address, same pool.
     assert_eq!(c.pools.len(), 2);
     assert_eq!(c.routes[1].upstreams[0].pool, api.upstreams[0].pool);
@@ -562,4 +576,101 @@ fn retry_and_breaker_errors_name_their_fields() {
             "{errs:?}"
         );
     }
+}
+
+#[test]
+fn filter_errors_name_the_field() {
+    let route = |filters: &str| {
+        format!(
+            "[[routes.rule]]\nname = \"r\"\n[[routes.rule.upstreams]]\nname = \"a\"\nurl = \"http://127.0.0.1:1\"\n[routes.rule.filters]\n{filters}\n"
+        )
+    };
+    let cases = [
+        (
+            "ip_allow = [\"10.0.0.1/8\"]",
+            "routes.rule[0].filters.ip_allow[0]: \"10.0.0.1/8\" has host bits",
+        ),
+        (
+            "ip_deny = [\"nope\"]",
+            "routes.rule[0].filters.ip_deny[0]: \"nope\" is not an address",
+        ),
+        (
+            "ip_deny = \"10.0.0.0/8\"",
+            "routes.rule[0].filters.ip_deny: must be a list",
+        ),
+        (
+            "allowed_methods = []",
+            "routes.rule[0].filters.allowed_methods: must name at least one",
+        ),
+        (
+            "allowed_methods = [\"G T\"]",
+            "routes.rule[0].filters.allowed_methods[0]: \"G T\" is not a method",
+        ),
+        (
+            "max_body_bytes = -1",
+            "routes.rule[0].filters.max_body_bytes: must be a byte count",
+        ),
+        (
+            "request_timeout = 5",
+            "routes.rule[0].filters.request_timeout: must be a duration",
+        ),
+        (
+            "request_headers_add = { \"X-U\" = \"${upstream}\" }",
+            "routes.rule[0].filters.request_headers_add.X-U: ${upstream} is known only",
+        ),
+        (
+            "response_headers_set = { \"X-V\" = \"${version}\" }",
+            "routes.rule[0].filters.response_headers_set.X-V: unknown variable ${version}",
+        ),
+        (
+            "request_headers_remove = [\"bad name\"]",
+            "routes.rule[0].filters.request_headers_remove[0]: \"bad name\" is not a header name",
+        ),
+        (
+            "cors = { allow_methods = [\"GET\"] }",
+            "routes.rule[0].filters.cors.allow_origins: at least one origin",
+        ),
+        (
+            "cors = { allow_origins = [\"app.example.com\"] }",
+            "routes.rule[0].filters.cors.allow_origins[0]: \"app.example.com\" is not an origin",
+        ),
+        (
+            "cors = { allow_origins = [\"*\"], allow_credentials = true }",
+            "routes.rule[0].filters.cors.allow_credentials: browsers refuse",
+        ),
+        (
+            "cors = { allow_origins = [\"*\"], origin = 1 }",
+            "routes.rule[0].filters.cors.origin: unknown key",
+        ),
+        (
+            "rate_limit_rps = 100",
+            "routes.rule[0].filters.rate_limit_rps: not supported yet",
+        ),
+        ("gzip = true", "routes.rule[0].filters.gzip: unknown filter"),
+    ];
+    for (filters, want) in cases {
+        let errs = errors(&route(filters));
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "want {want:?} in {errs:?}"
+        );
+    }
+    // A good set compiles, in running order.
+    let c = parse(&route(
+        "request_headers_add = { \"X-A\" = \"1\" }\nmax_body_bytes = 1024\nallowed_methods = [\"GET\"]\nip_deny = [\"192.0.2.0/24\"]\ncors = { allow_origins = [\"*\"] }\nrequest_timeout = \"3s\"",
+    ))
+    .unwrap();
+    let kinds: Vec<&str> = c.routes[0]
+        .filters
+        .iter()
+        .map(|f| match f {
+            crate::flow::FilterSpec::Ips(_) => "ips",
+            crate::flow::FilterSpec::Cors(_) => "cors",
+            crate::flow::FilterSpec::Methods(_) => "methods",
+            crate::flow::FilterSpec::MaxBody(_) => "max_body",
+            crate::flow::FilterSpec::Headers(_) => "headers",
+        })
+        .collect();
+    assert_eq!(kinds, ["ips", "cors", "methods", "max_body", "headers"]);
+    assert_eq!(c.routes[0].request_timeout, Some(Duration::from_secs(3)));
 }

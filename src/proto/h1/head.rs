@@ -14,6 +14,8 @@ pub struct Forwarded<'a> {
     pub proto: &'a [u8],
     /// Pre-serialised `Name: value\r\n` lines from the route's filters.
     pub extra: &'a [u8],
+    /// Header names (lower case) the filters drop.
+    pub drop: &'a [Vec<u8>],
     /// `Host` value to send when the client sent none (HTTP/1.0).
     pub default_host: &'a [u8],
     /// An `X-Request-Id` to add (empty: none; the client's own passes
@@ -34,6 +36,12 @@ fn named_by_connection(buf: &[u8], headers: &[HeaderSpan], name: &[u8]) -> bool 
         h.kind == HeaderKind::Connection
             && super::tokens(h.value.get(buf)).any(|t| t.eq_ignore_ascii_case(name))
     })
+}
+
+/// Whether `name` is among the names to drop.
+#[inline]
+fn dropped(drop: &[Vec<u8>], name: &[u8]) -> bool {
+    !drop.is_empty() && drop.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
 
 /// Writes the request head sent upstream: always HTTP/1.1, origin-form.
@@ -58,6 +66,9 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd
             _ => {}
         }
         if head.connection_extra && named_by_connection(buf, &head.headers, name) {
+            continue;
+        }
+        if dropped(fwd.drop, name) {
             continue;
         }
         put(out, &[name, b": ", h.value.get(buf), b"\r\n"]);
@@ -119,7 +130,9 @@ pub fn write_response_head(
     client_minor: u8,
     framing: DownFraming,
     close: bool,
+    edits: (&[Vec<u8>], &[u8]),
 ) {
+    let (drop, extra) = edits;
     let mut code = itoa::Buffer::new();
     put(
         out,
@@ -143,8 +156,12 @@ pub fn write_response_head(
         if head.connection_extra && named_by_connection(buf, &head.headers, name) {
             continue;
         }
+        if dropped(drop, name) {
+            continue;
+        }
         put(out, &[name, b": ", h.value.get(buf), b"\r\n"]);
     }
+    out.extend_from_slice(extra);
     let via: &[u8] = if head.minor_version == 0 {
         b"Via: 1.0 dao\r\n"
     } else {
@@ -160,6 +177,31 @@ pub fn write_response_head(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The reason phrase of a status DAO sends itself.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
 }
 
 macro_rules! canned {
@@ -249,6 +291,7 @@ mod tests {
         client_ip: b"10.0.0.9",
         proto: b"http",
         extra: b"X-DAO-Gateway: true\r\n",
+        drop: &[],
         default_host: b"backend:80",
         request_id: b"",
     };
@@ -292,13 +335,29 @@ mod tests {
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_response_head(&mut out, raw.as_bytes(), &h, 1, DownFraming::Same, false);
+        write_response_head(
+            &mut out,
+            raw.as_bytes(),
+            &h,
+            1,
+            DownFraming::Same,
+            false,
+            (&[], b""),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 dao\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
         let mut out = Vec::new();
-        write_response_head(&mut out, raw.as_bytes(), &h, 0, DownFraming::Dechunk, true);
+        write_response_head(
+            &mut out,
+            raw.as_bytes(),
+            &h,
+            0,
+            DownFraming::Dechunk,
+            true,
+            (&[], b""),
+        );
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 dao\r\nConnection: close\r\n\r\n"

@@ -1,0 +1,65 @@
+//! A route's compiled filter chain, one per route per worker.
+
+use super::access::{IpFilter, MethodFilter};
+use super::cors::Cors;
+use super::headers::HeaderFilter;
+use super::limits::MaxBody;
+use super::spec::FilterSpec;
+use super::{Filter, Flow, RequestCx, ResponseCx};
+
+/// The filters of one route, in the order they run on requests.
+#[derive(Default)]
+pub struct Chain {
+    filters: Vec<Box<dyn Filter>>,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chain({} filters)", self.filters.len())
+    }
+}
+
+impl Chain {
+    /// Builds the built-in filters from their specs (already in running
+    /// order: see `memory::validate::filters`).
+    pub fn build(specs: &[FilterSpec]) -> Chain {
+        let mut chain = Chain::default();
+        for spec in specs {
+            chain.push(match spec.clone() {
+                FilterSpec::Ips(r) => Box::new(IpFilter(r)),
+                FilterSpec::Cors(c) => Box::new(Cors::new(c)),
+                FilterSpec::Methods(m) => Box::new(MethodFilter::new(m)),
+                FilterSpec::MaxBody(n) => Box::new(MaxBody(n)),
+                FilterSpec::Headers(h) => Box::new(HeaderFilter(h)),
+            });
+        }
+        chain
+    }
+
+    /// Appends a filter (custom ones included).
+    pub fn push(&mut self, filter: Box<dyn Filter>) {
+        self.filters.push(filter);
+    }
+
+    /// Whether the route has no filters.
+    pub fn is_empty(&self) -> bool {
+        self.filters.is_empty()
+    }
+
+    /// The request phase: in order, until one replies.
+    pub fn request(&self, cx: &mut RequestCx<'_>) -> Flow {
+        for f in &self.filters {
+            if let Flow::Reply(r) = f.request(cx) {
+                return Flow::Reply(r);
+            }
+        }
+        Flow::Continue
+    }
+
+    /// The response phase: in reverse order.
+    pub fn response(&self, cx: &mut ResponseCx<'_>) {
+        for f in self.filters.iter().rev() {
+            f.response(cx);
+        }
+    }
+}
