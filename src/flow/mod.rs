@@ -1,0 +1,3 @@
+//! Flow: per-route filter chains (rate limiting so far).
+
+pub mod ratelimit;
