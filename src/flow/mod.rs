@@ -44,6 +44,7 @@ mod chain;
 mod cors;
 mod headers;
 mod limits;
+pub mod ratelimit;
 pub mod spec;
 
 pub use chain::Chain;
