@@ -1,9 +1,14 @@
 //! A route's compiled filter chain, one per route per worker.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use super::access::{IpFilter, MethodFilter};
 use super::cors::Cors;
 use super::headers::HeaderFilter;
 use super::limits::MaxBody;
+use super::rate::RateFilter;
+use super::ratelimit::Limiter;
 use super::spec::FilterSpec;
 use super::{Filter, Flow, RequestCx, ResponseCx};
 
@@ -22,10 +27,15 @@ impl std::fmt::Debug for Chain {
 impl Chain {
     /// Builds the built-in filters from their specs (already in running
     /// order: see `memory::validate::filters`).
-    pub fn build(specs: &[FilterSpec]) -> Chain {
+    /// `limiters` are the worker's rate limiters, by `RateSpec::index`.
+    pub fn build(specs: &[FilterSpec], limiters: &[Rc<RefCell<Limiter>>]) -> Chain {
         let mut chain = Chain::default();
         for spec in specs {
             chain.push(match spec.clone() {
+                FilterSpec::RateLimit(r) => Box::new(RateFilter {
+                    limiter: limiters[r.index].clone(),
+                    key: r.key,
+                }),
                 FilterSpec::Ips(r) => Box::new(IpFilter(r)),
                 FilterSpec::Cors(c) => Box::new(Cors::new(c)),
                 FilterSpec::Methods(m) => Box::new(MethodFilter::new(m)),

@@ -44,6 +44,7 @@ mod chain;
 mod cors;
 mod headers;
 mod limits;
+mod rate;
 pub mod ratelimit;
 pub mod spec;
 
@@ -64,7 +65,7 @@ pub enum Flow {
 }
 
 /// A response DAO sends itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reply {
     /// The status code.
     pub status: u16,
@@ -231,6 +232,8 @@ pub struct RequestCx<'a> {
     pub has_body: bool,
     /// The client's address.
     pub client_ip: IpAddr,
+    /// Now, in microseconds on the worker's clock.
+    pub now_us: u64,
     /// The client's address as text (for header values).
     pub client_ip_text: &'a str,
     /// The request id sent upstream (empty: none).

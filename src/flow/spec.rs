@@ -17,6 +17,35 @@ pub enum FilterSpec {
     MaxBody(u64),
     /// `request_headers_*` and `response_headers_*`.
     Headers(HeaderRules),
+    /// `rate_limit_*`.
+    RateLimit(RateSpec),
+}
+
+/// What a keyed rate limit is keyed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateKey {
+    /// The client's IP address.
+    ClientIp,
+    /// A request header's value (lower case name); requests without it
+    /// share one bucket.
+    Header(String),
+}
+
+/// `rate_limit_rps`, `rate_limit_burst`, `rate_limit_key`,
+/// `rate_limit_max_keys`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateSpec {
+    /// Requests per second, for the whole process (per key when keyed).
+    pub rps: f64,
+    /// Bucket depth, for the whole process.
+    pub burst: f64,
+    /// Per-key limit, when set.
+    pub key: Option<RateKey>,
+    /// Keys remembered per core (LRU) for a keyed limit.
+    pub max_keys: usize,
+    /// This limit's position among all the config's limits (the control
+    /// thread's coordinator lists them in this order).
+    pub index: usize,
 }
 
 /// A CIDR range.
@@ -241,5 +270,17 @@ mod tests {
             Template::parse("plain", false).unwrap().0,
             [Part::Text("plain".into())]
         );
+    }
+}
+
+impl RateSpec {
+    /// A fresh limiter for one of `cores` cores (an even share until the
+    /// control thread says otherwise).
+    pub fn limiter(&self, cores: usize, now_us: u64) -> super::ratelimit::Limiter {
+        use super::ratelimit::Limiter;
+        match self.key {
+            None => Limiter::new(self.rps, self.burst, cores, now_us),
+            Some(_) => Limiter::keyed(self.rps, self.burst, cores, self.max_keys),
+        }
     }
 }

@@ -331,6 +331,7 @@ impl Conn {
             },
             has_body: head.body != BodyKind::Empty,
             client_ip: self.peer_ip,
+            now_us: w.now_us(),
             client_ip_text: &self.client_ip,
             request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
             route: &w.config.routes[route].name,

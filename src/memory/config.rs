@@ -32,6 +32,18 @@ pub struct Config {
 }
 
 impl Config {
+    /// Every rate limit of every route, in `RateSpec::index` order.
+    pub fn rate_limits(&self) -> Vec<&crate::flow::spec::RateSpec> {
+        self.routes
+            .iter()
+            .flat_map(|r| &r.filters)
+            .filter_map(|f| match f {
+                crate::flow::FilterSpec::RateLimit(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The index of an intent in `intents`.
     pub fn intent_index(&self, name: &[u8]) -> Option<usize> {
         self.intents.iter().position(|i| i.as_bytes() == name)

@@ -148,6 +148,16 @@ impl Validator {
                 }
             }
         }
+        // Rate limits are numbered across the config (the coordinator's order).
+        let mut next_limit = 0;
+        for r in &mut routes {
+            for f in &mut r.filters {
+                if let crate::flow::FilterSpec::RateLimit(spec) = f {
+                    spec.index = next_limit;
+                    next_limit += 1;
+                }
+            }
+        }
         let router = Router::new(&routes);
         let mut intents: Vec<String> = routes
             .iter()

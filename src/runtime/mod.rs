@@ -65,8 +65,18 @@ impl Server {
         // with telemetry off): verdicts reach the workers in its table.
         let (checks_tx, checks_rx) = std::sync::mpsc::channel();
         let (control, mut links) = if config.telemetry.enabled {
-            let (handle, published, links) =
-                control::start(&config.telemetry, slots.clone(), count, started, checks_rx)?;
+            let (handle, published, links) = control::start(
+                &config.telemetry,
+                slots.clone(),
+                count,
+                started,
+                checks_rx,
+                config
+                    .rate_limits()
+                    .iter()
+                    .map(|r| r.limiter(count, 0).budget())
+                    .collect(),
+            )?;
             (
                 Some((handle, published)),
                 links.into_iter().map(Some).collect(),

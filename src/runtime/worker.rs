@@ -36,6 +36,9 @@ pub(crate) struct Worker {
     pub(crate) balancers: Box<[Balancer]>,
     /// Each route's filter chain, built on this core.
     pub(crate) chains: Box<[crate::flow::Chain]>,
+    /// This core's rate limiters (shared with the chains' filters), by
+    /// `RateSpec::index`.
+    limiters: Vec<Rc<RefCell<crate::flow::ratelimit::Limiter>>>,
     pub(crate) pool: Pool,
     /// Per route, this core's share of its circuit breaker limits.
     pub(crate) breakers: Box<[Option<CircuitBreaker>]>,
@@ -157,12 +160,23 @@ impl Worker {
             while let Ok(h) = link.recycled.try_recv() {
                 rec.give_back(h);
             }
+            let mut report = rec.seal();
+            report.limits = self
+                .limiters
+                .iter()
+                .map(|l| l.borrow_mut().seal())
+                .collect();
             // The control thread is gone only at exit.
-            let _ = link.reports.send(rec.seal());
+            let _ = link.reports.send(report);
             let table = link.table.load();
             if table.epoch != self.table_epoch.get() {
                 self.table_epoch.set(table.epoch);
                 let now = self.now_us();
+                if let Some(shares) = table.limit_shares.get(self.id) {
+                    for (l, share) in self.limiters.iter().zip(shares) {
+                        l.borrow_mut().apply(*share, now);
+                    }
+                }
                 for (r, b) in self.balancers.iter().enumerate() {
                     b.observe(now, |u| Seen::of(&table.upstreams[self.slots.of(r, u)]));
                 }
@@ -236,14 +250,20 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
                 .routes
                 .iter()
                 .any(|r| r.policy == crate::memory::Policy::PeakEwma);
+        let limiters: Vec<_> = config
+            .rate_limits()
+            .iter()
+            .map(|spec| Rc::new(RefCell::new(spec.limiter(config.server.workers, 0))))
+            .collect();
         let worker = Rc::new(Worker {
             id,
             timed,
             chains: config
                 .routes
                 .iter()
-                .map(|r| crate::flow::Chain::build(&r.filters))
+                .map(|r| crate::flow::Chain::build(&r.filters, &limiters))
                 .collect(),
+            limiters,
             balancers: (0..config.routes.len())
                 .map(|r| Balancer::new(&config, r, id))
                 .collect(),

@@ -17,6 +17,7 @@ use super::merge::{Merger, Shape};
 use super::record::Report;
 use super::table::{Resonance, ResonanceTable, Slots};
 use crate::clock;
+use crate::flow::ratelimit::{Budget, Coordinator};
 use crate::memory::Telemetry;
 
 /// The published table, read by anyone with one lock-free load.
@@ -54,6 +55,7 @@ pub fn start(
     workers: usize,
     started: Instant,
     checks: Receiver<Checked>,
+    budgets: Vec<Budget>,
 ) -> std::io::Result<(JoinHandle<()>, Published, Vec<Link>)> {
     let published: Published = Arc::new(ArcSwap::from_pointee(ResonanceTable::empty(
         &slots, workers,
@@ -81,15 +83,19 @@ pub fn start(
         },
     );
     let merger = Merger::new(shape, slots, workers);
+    let limits = (!budgets.is_empty())
+        .then(|| Coordinator::new(workers, shape.interval.as_micros() as u64, &budgets));
     let out = published.clone();
     let handle = std::thread::Builder::new()
         .name("dao-control".into())
-        .spawn(move || run(merger, rx, checks, back, out, shape, started))?;
+        .spawn(move || run(merger, limits, rx, checks, back, out, shape, started))?;
     Ok((handle, published, links))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run(
     mut merger: Merger,
+    mut limits: Option<Coordinator>,
     rx: Receiver<Report>,
     checks: Receiver<Checked>,
     back: Vec<Sender<Histogram<u64>>>,
@@ -98,7 +104,7 @@ fn run(
     started: Instant,
 ) {
     let mut next = clock::now() + shape.interval;
-    let publish = |merger: &mut Merger| {
+    let publish = |merger: &mut Merger, limits: &mut Option<Coordinator>| {
         // (Disconnected: no health thread, or it has stopped.)
         while let Ok(c) = checks.try_recv() {
             for &slot in c.slots.iter() {
@@ -106,9 +112,11 @@ fn run(
             }
         }
         let now = clock::now();
-        out.store(Arc::new(
-            merger.close(now.saturating_duration_since(started)),
-        ));
+        let mut table = merger.close(now.saturating_duration_since(started));
+        if let Some(c) = limits {
+            table.limit_shares = c.close();
+        }
+        out.store(Arc::new(table));
         for (w, tx) in back.iter().enumerate() {
             for h in merger.take_recycled(w) {
                 // A worker that has stopped no longer needs it.
@@ -119,7 +127,7 @@ fn run(
     loop {
         let now = clock::now();
         if now >= next {
-            publish(&mut merger);
+            publish(&mut merger, &mut limits);
             next += shape.interval;
             if next <= now {
                 // Fell behind (a suspended process): skip, do not burst.
@@ -128,10 +136,15 @@ fn run(
             continue;
         }
         match rx.recv_timeout(next - now) {
-            Ok(report) => merger.absorb(report),
+            Ok(report) => {
+                if let Some(c) = &mut limits {
+                    c.report(report.worker, &report.limits);
+                }
+                merger.absorb(report)
+            }
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
-                publish(&mut merger);
+                publish(&mut merger, &mut limits);
                 return;
             }
         }

@@ -275,6 +275,7 @@ impl Merger {
             uptime,
             upstreams,
             workers: self.workers.clone(),
+            limit_shares: Vec::new(),
         }
     }
 }

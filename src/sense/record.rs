@@ -217,6 +217,8 @@ pub struct Report {
     pub connections: u64,
     /// Requests finished in the interval, all slots together.
     pub requests: u64,
+    /// Rate-limit demand in the interval, by `RateSpec::index`.
+    pub limits: Vec<crate::flow::ratelimit::Demand>,
 }
 
 #[derive(Debug, Default)]
@@ -371,6 +373,7 @@ impl Recorder {
             in_flight: self.slots.iter().map(|s| s.in_flight).collect(),
             connections: self.connections,
             requests: std::mem::take(&mut self.requests),
+            limits: Vec::new(),
         }
     }
 }

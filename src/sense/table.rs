@@ -208,6 +208,9 @@ pub struct ResonanceTable {
     pub upstreams: Vec<UpstreamState>,
     /// Per worker.
     pub workers: Vec<WorkerState>,
+    /// Each core's share of each rate limit for the next interval,
+    /// `[worker][RateSpec::index]` (empty when the config has none).
+    pub limit_shares: Vec<Vec<crate::flow::ratelimit::Share>>,
 }
 
 impl ResonanceTable {
@@ -241,6 +244,7 @@ impl ResonanceTable {
             uptime: Duration::ZERO,
             upstreams,
             workers: vec![WorkerState::default(); workers],
+            limit_shares: Vec::new(),
         }
     }
 

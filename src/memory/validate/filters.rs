@@ -1,22 +1,17 @@
 //! `[routes.rule.filters]`: each key validated into a `FilterSpec`, in the
 //! order the filters run: `ip_allow`/`ip_deny`, `cors`, `allowed_methods`,
-//! `max_body_bytes`, then the header rules. `request_timeout` is a route
+//! the rate limit, `max_body_bytes`, then the header rules. `request_timeout` is a route
 //! setting (the response head's deadline) kept beside them.
 
 use std::time::Duration;
 
 use super::Validator;
-use crate::flow::spec::{Cidr, CorsSpec, FilterSpec, HeaderRules, IpRules, Template};
+use crate::flow::spec::{
+    Cidr, CorsSpec, FilterSpec, HeaderRules, IpRules, RateKey, RateSpec, Template,
+};
 
 /// Filter keys that later work adds; named so the error says so.
-const FUTURE_FILTERS: &[&str] = &[
-    "rate_limit_rps",
-    "rate_limit_burst",
-    "rate_limit_key",
-    "api_keys",
-    "api_keys_file",
-    "jwt",
-];
+const FUTURE_FILTERS: &[&str] = &["api_keys", "api_keys_file", "jwt"];
 
 /// What the filters table holds.
 pub(super) struct Filters {
@@ -32,6 +27,7 @@ impl Validator {
         let mut max_body = None;
         let mut headers = HeaderRules::default();
         let mut request_timeout = None;
+        let (mut rps, mut burst, mut rate_key, mut max_keys) = (None, None, None, None);
         for (key, value) in raw.unwrap_or_default() {
             let fpath = format!("{path}.{key}");
             match key.as_str() {
@@ -83,6 +79,29 @@ impl Validator {
                     None => self.err(&fpath, "must be a duration such as \"5s\""),
                 },
                 "cors" => cors = self.cors(&fpath, &value),
+                "rate_limit_rps" => match value.as_float().or(value.as_integer().map(|i| i as f64))
+                {
+                    Some(r) if r > 0.0 && r <= 1e9 => rps = Some(r),
+                    _ => self.err(&fpath, "must be a rate above 0 (requests per second)"),
+                },
+                "rate_limit_burst" => match value.as_integer() {
+                    Some(b) if (1..=1_000_000_000).contains(&b) => burst = Some(b as f64),
+                    _ => self.err(&fpath, "must be a request count of 1 or more"),
+                },
+                "rate_limit_key" => match value.as_str() {
+                    Some("client_ip") => rate_key = Some(RateKey::ClientIp),
+                    Some(h)
+                        if h.strip_prefix("header:")
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(super::is_token)) =>
+                    {
+                        rate_key = Some(RateKey::Header(h["header:".len()..].to_ascii_lowercase()))
+                    }
+                    _ => self.err(&fpath, "must be \"client_ip\" or \"header:NAME\""),
+                },
+                "rate_limit_max_keys" => match value.as_integer() {
+                    Some(n) if (1..=10_000_000).contains(&n) => max_keys = Some(n as usize),
+                    _ => self.err(&fpath, "must be 1..=10000000"),
+                },
                 k if FUTURE_FILTERS.contains(&k) => self.not_yet(&fpath),
                 _ => self.err(fpath, "unknown filter"),
             }
@@ -96,6 +115,20 @@ impl Validator {
         }
         if let Some(m) = methods {
             specs.push(FilterSpec::Methods(m));
+        }
+        match rps {
+            Some(rps) => specs.push(FilterSpec::RateLimit(RateSpec {
+                rps,
+                burst: burst.unwrap_or(rps.ceil()),
+                max_keys: max_keys.unwrap_or(crate::flow::ratelimit::MAX_KEYS),
+                key: rate_key,
+                index: 0,
+            })),
+            None if burst.is_some() || rate_key.is_some() || max_keys.is_some() => self.err(
+                format!("{path}.rate_limit_rps"),
+                "the rate is required with rate_limit_burst, rate_limit_key or rate_limit_max_keys",
+            ),
+            None => {}
         }
         if let Some(n) = max_body {
             specs.push(FilterSpec::MaxBody(n));

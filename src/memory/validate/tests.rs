@@ -89,11 +89,11 @@ fn good_config_loads() {
 fn not_supported_yet_names_the_field() {
     let text = GOOD.replace(
         "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }",
-        "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }\n  rate_limit_rps = 1000",
+        "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }\n  api_keys = [\"k\"]",
     ) + "\n[admin]\nbind = \"127.0.0.1:9000\"\n";
     let errs = errors(&text);
     assert!(
-        errs.contains(&"routes.rule[0].filters.rate_limit_rps: not supported yet".to_string()),
+        errs.contains(&"routes.rule[0].filters.api_keys: not supported yet".to_string()),
         "{errs:?}"
     );
     assert!(
@@ -643,8 +643,24 @@ fn filter_errors_name_the_field() {
             "routes.rule[0].filters.cors.origin: unknown key",
         ),
         (
-            "rate_limit_rps = 100",
-            "routes.rule[0].filters.rate_limit_rps: not supported yet",
+            "jwt = { hs256_secret = \"x\" }",
+            "routes.rule[0].filters.jwt: not supported yet",
+        ),
+        (
+            "rate_limit_rps = 0",
+            "routes.rule[0].filters.rate_limit_rps: must be a rate above 0",
+        ),
+        (
+            "rate_limit_burst = 10",
+            "routes.rule[0].filters.rate_limit_rps: the rate is required",
+        ),
+        (
+            "rate_limit_rps = 10\nrate_limit_key = \"cookie:x\"",
+            "routes.rule[0].filters.rate_limit_key: must be",
+        ),
+        (
+            "rate_limit_rps = 10\nrate_limit_max_keys = 0",
+            "routes.rule[0].filters.rate_limit_max_keys: must be",
         ),
         ("gzip = true", "routes.rule[0].filters.gzip: unknown filter"),
     ];
@@ -657,7 +673,7 @@ fn filter_errors_name_the_field() {
     }
     // A good set compiles, in running order.
     let c = parse(&route(
-        "request_headers_add = { \"X-A\" = \"1\" }\nmax_body_bytes = 1024\nallowed_methods = [\"GET\"]\nip_deny = [\"192.0.2.0/24\"]\ncors = { allow_origins = [\"*\"] }\nrequest_timeout = \"3s\"",
+        "request_headers_add = { \"X-A\" = \"1\" }\nmax_body_bytes = 1024\nallowed_methods = [\"GET\"]\nip_deny = [\"192.0.2.0/24\"]\ncors = { allow_origins = [\"*\"] }\nrequest_timeout = \"3s\"\nrate_limit_rps = 50",
     ))
     .unwrap();
     let kinds: Vec<&str> = c.routes[0]
@@ -669,8 +685,12 @@ fn filter_errors_name_the_field() {
             crate::flow::FilterSpec::Methods(_) => "methods",
             crate::flow::FilterSpec::MaxBody(_) => "max_body",
             crate::flow::FilterSpec::Headers(_) => "headers",
+            crate::flow::FilterSpec::RateLimit(_) => "rate",
         })
         .collect();
-    assert_eq!(kinds, ["ips", "cors", "methods", "max_body", "headers"]);
+    assert_eq!(
+        kinds,
+        ["ips", "cors", "methods", "rate", "max_body", "headers"]
+    );
     assert_eq!(c.routes[0].request_timeout, Some(Duration::from_secs(3)));
 }
