@@ -227,6 +227,18 @@ pub struct HeaderRules {
     pub response: HeaderEdits,
 }
 
+impl RateSpec {
+    /// A fresh limiter for one of `cores` cores (an even share until the
+    /// control thread says otherwise).
+    pub fn limiter(&self, cores: usize, now_us: u64) -> super::ratelimit::Limiter {
+        use super::ratelimit::Limiter;
+        match self.key {
+            None => Limiter::new(self.rps, self.burst, cores, now_us),
+            Some(_) => Limiter::keyed(self.rps, self.burst, cores, self.max_keys),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -270,17 +282,5 @@ mod tests {
             Template::parse("plain", false).unwrap().0,
             [Part::Text("plain".into())]
         );
-    }
-}
-
-impl RateSpec {
-    /// A fresh limiter for one of `cores` cores (an even share until the
-    /// control thread says otherwise).
-    pub fn limiter(&self, cores: usize, now_us: u64) -> super::ratelimit::Limiter {
-        use super::ratelimit::Limiter;
-        match self.key {
-            None => Limiter::new(self.rps, self.burst, cores, now_us),
-            Some(_) => Limiter::keyed(self.rps, self.burst, cores, self.max_keys),
-        }
     }
 }
