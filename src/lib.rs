@@ -20,6 +20,7 @@ mod alloc;
 pub mod clock;
 pub mod demo;
 pub mod error;
+pub mod flow;
 pub mod gate;
 pub mod memory;
 pub mod proto;

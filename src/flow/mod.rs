@@ -1,0 +1,3 @@
+//! Flow: per-route filter chains (authentication so far).
+
+pub mod auth;
