@@ -40,6 +40,7 @@
 //! (WASM, later) fits behind it as one more implementation.
 
 mod access;
+pub mod auth;
 mod chain;
 mod cors;
 mod headers;
