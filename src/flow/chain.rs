@@ -4,6 +4,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::access::{IpFilter, MethodFilter};
+use super::authn::AuthFilter;
 use super::cors::Cors;
 use super::headers::HeaderFilter;
 use super::limits::MaxBody;
@@ -16,6 +17,8 @@ use super::{Filter, Flow, RequestCx, ResponseCx};
 #[derive(Default)]
 pub struct Chain {
     filters: Vec<Box<dyn Filter>>,
+    /// Some filter reads the wall clock (token expiry).
+    wall_clock: bool,
 }
 
 impl std::fmt::Debug for Chain {
@@ -29,9 +32,13 @@ impl Chain {
     /// order: see `memory::validate::filters`).
     /// `limiters` are the worker's rate limiters, by `RateSpec::index`.
     pub fn build(specs: &[FilterSpec], limiters: &[Rc<RefCell<Limiter>>]) -> Chain {
-        let mut chain = Chain::default();
+        let mut chain = Chain {
+            wall_clock: specs.iter().any(|s| matches!(s, FilterSpec::Auth(_))),
+            ..Chain::default()
+        };
         for spec in specs {
             chain.push(match spec.clone() {
+                FilterSpec::Auth(a) => Box::new(AuthFilter(a)),
                 FilterSpec::RateLimit(r) => Box::new(RateFilter {
                     limiter: limiters[r.index].clone(),
                     key: r.key,
@@ -49,6 +56,11 @@ impl Chain {
     /// Appends a filter (custom ones included).
     pub fn push(&mut self, filter: Box<dyn Filter>) {
         self.filters.push(filter);
+    }
+
+    /// Whether a filter needs `RequestCx::now_unix_secs`.
+    pub fn wall_clock(&self) -> bool {
+        self.wall_clock
     }
 
     /// Whether the route has no filters.

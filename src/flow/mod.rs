@@ -41,6 +41,7 @@
 
 mod access;
 pub mod auth;
+mod authn;
 mod chain;
 mod cors;
 mod headers;
@@ -208,6 +209,8 @@ pub struct State {
     pub cors_origin: Vec<u8>,
     /// Whether a CORS filter answered for this request.
     pub cors: bool,
+    /// Who an authentication filter found the client to be (empty: no one).
+    pub identity: Vec<u8>,
 }
 
 impl State {
@@ -216,6 +219,7 @@ impl State {
         self.body_limit = None;
         self.cors_origin.clear();
         self.cors = false;
+        self.identity.clear();
     }
 }
 
@@ -235,6 +239,8 @@ pub struct RequestCx<'a> {
     pub client_ip: IpAddr,
     /// Now, in microseconds on the worker's clock.
     pub now_us: u64,
+    /// Now, in seconds since the Unix epoch (token expiry).
+    pub now_unix_secs: u64,
     /// The client's address as text (for header values).
     pub client_ip_text: &'a str,
     /// The request id sent upstream (empty: none).

@@ -21,6 +21,7 @@ impl Filter for RateFilter {
             None => b"",
             Some(RateKey::ClientIp) => cx.client_ip_text.as_bytes(),
             Some(RateKey::Header(name)) => cx.headers.get(name.as_bytes()).unwrap_or_default(),
+            Some(RateKey::Identity) => &cx.state.identity,
         };
         let verdict = self.limiter.borrow_mut().check(key, cx.now_us);
         if verdict.allowed {

@@ -19,6 +19,37 @@ pub enum FilterSpec {
     Headers(HeaderRules),
     /// `rate_limit_*`.
     RateLimit(RateSpec),
+    /// `api_keys`, `api_keys_file`, `jwt`.
+    Auth(AuthSpec),
+}
+
+/// A route's authentication: the loaded keys and where to look.
+#[derive(Clone)]
+pub struct AuthSpec {
+    /// Keys and verifiers, loaded and checked with the config.
+    pub auth: std::sync::Arc<super::auth::Authenticator>,
+    /// The API key's header (lower case).
+    pub api_key_header: String,
+    /// Forward the identity upstream in this header (any copy the client
+    /// sent is dropped).
+    pub identity_header: Option<String>,
+}
+
+impl std::fmt::Debug for AuthSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSpec")
+            .field("api_key_header", &self.api_key_header)
+            .field("identity_header", &self.identity_header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for AuthSpec {
+    fn eq(&self, other: &AuthSpec) -> bool {
+        std::sync::Arc::ptr_eq(&self.auth, &other.auth)
+            && self.api_key_header == other.api_key_header
+            && self.identity_header == other.identity_header
+    }
 }
 
 /// What a keyed rate limit is keyed on.
@@ -29,6 +60,9 @@ pub enum RateKey {
     /// A request header's value (lower case name); requests without it
     /// share one bucket.
     Header(String),
+    /// The identity an authentication filter established (requests
+    /// without one share one bucket).
+    Identity,
 }
 
 /// `rate_limit_rps`, `rate_limit_burst`, `rate_limit_key`,

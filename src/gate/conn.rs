@@ -332,6 +332,11 @@ impl Conn {
             has_body: head.body != BodyKind::Empty,
             client_ip: self.peer_ip,
             now_us: w.now_us(),
+            now_unix_secs: if w.chains[route].wall_clock() {
+                crate::clock::unix_secs()
+            } else {
+                0
+            },
             client_ip_text: &self.client_ip,
             request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
             route: &w.config.routes[route].name,
