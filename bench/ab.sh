@@ -9,6 +9,7 @@
 #
 #   bash bench/ab.sh                                  # RUNS=7 DURATION=5s
 #   A_EXTRA='' B_EXTRA=$'[telemetry]\naccess_log = true\naccess_log_path = "/dev/null"' bash bench/ab.sh
+#   A_EXTRA='' B_EXTRA=$'[routes.rule.filters]\nmax_body_bytes = 1024' bash bench/ab.sh   # a filter's cost
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-7}
@@ -24,6 +25,8 @@ B_NAME=${B_NAME:-sense off}
 # The Prometheus port is filled in below (a free one).
 A_EXTRA=${A_EXTRA-$'[telemetry]\nenabled = true\nrequest_id = true\nprometheus_bind = "127.0.0.1:@PORT@"'}
 B_EXTRA=${B_EXTRA-$'[telemetry]\nenabled = false\nrequest_id = false'}
+# Extra wrk arguments for both sides, e.g. WRK_ARGS='-H "Authorization: Bearer …"'.
+WRK_ARGS=${WRK_ARGS:-}
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 [ "$BUILD" = 1 ] && cargo build --release -q -p dao -p dao-bench
@@ -61,7 +64,7 @@ for round in $(seq "$RUNS"); do
   order="A B"; [ $((round % 2)) = 0 ] && order="B A"
   for side in $order; do
     before=$(cpu_ticks "${pid[$side]}")
-    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:${port[$side]}/" 2>/dev/null)
+    out=$(eval taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "$WRK_ARGS" "http://127.0.0.1:${port[$side]}/" 2>/dev/null)
     after=$(cpu_ticks "${pid[$side]}")
     r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     c=$(awk -v t=$((after - before)) -v hz="$hz" '/requests in/ {printf "%.2f", t / hz * 1e6 / $1}' <<<"$out")

@@ -17,6 +17,8 @@ CONNS=${CONNS:-1}
 # TOML appended to DAO's config (e.g. '[telemetry]\nenabled = false' to
 # measure without Sense); NGINX=0 skips the nginx measurement.
 DAO_EXTRA=${DAO_EXTRA:-}
+# Extra wrk arguments (DAO's runs), e.g. WRK_ARGS='-H "Authorization: Bearer …"'.
+WRK_ARGS=${WRK_ARGS:-}
 NGINX=${NGINX:-1}
 BIN=${CARGO_TARGET_DIR:-target}/release
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -47,7 +49,7 @@ dao_ir() { # N → Ir
     "$BIN/dao" --config "$work/dao.toml" --exit-after-requests "$1" >/dev/null 2>"$work/dao.$1.log" &
   local pid=$!
   wait_port "$port"
-  taskset -c 1 wrk -t1 -c"$CONNS" -d600s "http://127.0.0.1:$port/" >/dev/null 2>&1 &
+  eval taskset -c 1 wrk -t1 -c"$CONNS" -d600s "$WRK_ARGS" "http://127.0.0.1:$port/" >/dev/null 2>&1 &
   local wrk=$!
   wait "$pid" || true
   kill "$wrk" 2>/dev/null || true; wait "$wrk" 2>/dev/null || true

@@ -118,3 +118,28 @@ fn keyed_limits_give_each_key_its_own_budget() {
     assert_eq!(a, [200, 200, 200, 429, 429]);
     assert_eq!(b, [200, 200, 200, 429, 429], "bob is not charged for alice");
 }
+
+#[test]
+fn a_flood_of_keys_does_not_lift_the_limit() {
+    let backend = Backend::text("ok");
+    let dao = limited(
+        &backend,
+        1,
+        "rate_limit_rps = 1\nrate_limit_burst = 2\nrate_limit_key = \"header:x-api-key\"\nrate_limit_max_keys = 50",
+    );
+    let mut c = Client::connect(dao.local_addr());
+    let mut as_key = |key: &str| {
+        c.send(format!("GET / HTTP/1.1\r\nHost: h\r\nX-Api-Key: {key}\r\n\r\n").as_bytes());
+        c.read(false).status
+    };
+    let hot: Vec<u16> = (0..3).map(|_| as_key("hot")).collect();
+    assert_eq!(hot, [200, 200, 429]);
+    // 2000 distinct keys: each is new (its burst admits it), and the
+    // per-core key table stays at 50 entries, evicting the hot key.
+    for i in 0..2000 {
+        assert_eq!(as_key(&format!("flood-{i}")), 200);
+    }
+    // An evicted key comes back with one burst at most, then is limited.
+    let again: Vec<u16> = (0..4).map(|_| as_key("hot")).collect();
+    assert_eq!(&again[2..], [429, 429], "{again:?}");
+}
