@@ -6,6 +6,14 @@
 //! the table as Prometheus text and as `/health`; access logs
 //! (`access_log`) are written by a thread of their own.
 //!
+//! The same round trip carries two more things: active health check
+//! verdicts (from the `dao-health` thread, into the table) and each core's
+//! rate-limit demand (in its report), from which the control thread's
+//! `flow::ratelimit::Coordinator` computes every core's share of each
+//! global limit for the next interval (`ResonanceTable::limit_shares`).
+//! Workers copy what they need out of a new table once per interval (the
+//! balancers' view, their limit shares): nothing per request.
+//!
 //! ```text
 //!  core 0: Recorder ─seal every interval─┐
 //!  core 1: Recorder ─seal every interval─┤ mpsc   control thread: Merger
