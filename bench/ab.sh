@@ -27,6 +27,7 @@ A_EXTRA=${A_EXTRA-$'[telemetry]\nenabled = true\nrequest_id = true\nprometheus_b
 B_EXTRA=${B_EXTRA-$'[telemetry]\nenabled = false\nrequest_id = false'}
 # Extra wrk arguments for both sides, e.g. WRK_ARGS='-H "Authorization: Bearer …"'.
 WRK_ARGS=${WRK_ARGS:-}
+eval "wrk_args=($WRK_ARGS)"
 
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 [ "$BUILD" = 1 ] && cargo build --release -q -p dao -p dao-bench
@@ -64,7 +65,7 @@ for round in $(seq "$RUNS"); do
   order="A B"; [ $((round % 2)) = 0 ] && order="B A"
   for side in $order; do
     before=$(cpu_ticks "${pid[$side]}")
-    out=$(eval taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "$WRK_ARGS" "http://127.0.0.1:${port[$side]}/" 2>/dev/null)
+    out=$(taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "${wrk_args[@]}" "http://127.0.0.1:${port[$side]}/" 2>/dev/null)
     after=$(cpu_ticks "${pid[$side]}")
     r=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
     c=$(awk -v t=$((after - before)) -v hz="$hz" '/requests in/ {printf "%.2f", t / hz * 1e6 / $1}' <<<"$out")

@@ -19,6 +19,7 @@ CONNS=${CONNS:-1}
 DAO_EXTRA=${DAO_EXTRA:-}
 # Extra wrk arguments (DAO's runs), e.g. WRK_ARGS='-H "Authorization: Bearer …"'.
 WRK_ARGS=${WRK_ARGS:-}
+eval "wrk_args=($WRK_ARGS)"
 NGINX=${NGINX:-1}
 BIN=${CARGO_TARGET_DIR:-target}/release
 need() { command -v "$1" >/dev/null 2>&1; }
@@ -49,7 +50,7 @@ dao_ir() { # N → Ir
     "$BIN/dao" --config "$work/dao.toml" --exit-after-requests "$1" >/dev/null 2>"$work/dao.$1.log" &
   local pid=$!
   wait_port "$port"
-  eval taskset -c 1 wrk -t1 -c"$CONNS" -d600s "$WRK_ARGS" "http://127.0.0.1:$port/" >/dev/null 2>&1 &
+  taskset -c 1 wrk -t1 -c"$CONNS" -d600s "${wrk_args[@]}" "http://127.0.0.1:$port/" >/dev/null 2>&1 &
   local wrk=$!
   wait "$pid" || true
   kill "$wrk" 2>/dev/null || true; wait "$wrk" 2>/dev/null || true

@@ -453,3 +453,41 @@ fn idle_connections_park_and_wake() {
     );
     dao.shutdown();
 }
+
+#[test]
+fn long_streamed_bodies_arrive_whole_and_the_connection_goes_on() {
+    use std::io::Write as _;
+    let big: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+    let reply = big.clone();
+    let backend = Backend::start(move |req, s| {
+        if req.path == "/chunked" {
+            // Chunks of uneven sizes, written with pauses.
+            s.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+            for (i, part) in reply.chunks(70_001).enumerate() {
+                write!(s, "{:x}\r\n", part.len()).unwrap();
+                s.write_all(part).unwrap();
+                s.write_all(b"\r\n").unwrap();
+                if i % 5 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+            s.write_all(b"0\r\n\r\n").unwrap();
+        } else {
+            respond(s, 200, &[], &reply);
+        }
+        After::KeepAlive
+    });
+    let dao = proxy(&backend);
+    let mut c = Client::connect(dao.local_addr());
+    for path in ["/length", "/chunked", "/length"] {
+        let r = c.get(path);
+        assert_eq!(r.status, 200, "{path}");
+        assert!(
+            r.body == big,
+            "{path}: body differs ({} bytes)",
+            r.body.len()
+        );
+    }
+    dao.shutdown();
+}

@@ -6,16 +6,10 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
-
-/// A loopback address nothing listens on (bound, then closed).
-fn dead_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
-}
 
 /// A whole HTTP/1.1 exchange with the telemetry listener: (status, body).
 fn fetch(addr: SocketAddr, method: &str, path: &str) -> (u16, String) {

@@ -391,22 +391,15 @@ async fn respond(
     // Anything past the body is garbage from the upstream: do not pool.
     let mut clean = start + used == bufs.up.len();
 
-    // The rest of the body, chunk by chunk as it arrives. A read that
-    // fills the buffer doubles it (up to STREAM_BUF_MAX), so long bodies
-    // move in fewer, larger reads and writes.
-    while !body.is_done() {
-        let full = bufs.up.len() == bufs.up.capacity();
-        bufs.up.clear();
-        if full && bufs.up.capacity() < STREAM_BUF_MAX {
-            bufs.up.reserve_exact(bufs.up.capacity());
-        }
-        match read_more(up, &mut bufs.up, limit).await {
-            Ok(_) => {}
-            Err(IoFail::Eof) if matches!(body, BodyState::UntilClose) => break,
-            Err(IoFail::Timeout) => return Outcome::Abort(ProxyError::UpstreamTimeout),
-            Err(e) => return Outcome::Abort(ProxyError::UpstreamMidResponse(e.into_io())),
-        }
-        let sent = if dechunk {
+    if dechunk {
+        // HTTP/1.0 clients of a chunked response (rare): chunk by chunk.
+        while !body.is_done() {
+            bufs.up.clear();
+            match read_more(up, &mut bufs.up, limit).await {
+                Ok(_) => {}
+                Err(IoFail::Timeout) => return Outcome::Abort(ProxyError::UpstreamTimeout),
+                Err(e) => return Outcome::Abort(ProxyError::UpstreamMidResponse(e.into_io())),
+            }
             bufs.out.clear();
             let (input, out) = (&bufs.up, &mut bufs.out);
             let used = match body.advance(input, |r| out.extend_from_slice(&input[r])) {
@@ -415,18 +408,74 @@ async fn respond(
             };
             clean = used == bufs.up.len();
             conn.tally.bytes_out += bufs.out.len() as u64;
-            write_all(&mut conn.client, &mut bufs.out, limit).await
-        } else {
-            let used = match body.advance(&bufs.up, |_| {}) {
-                Ok(n) => n,
-                Err(_) => return Outcome::Abort(ProxyError::BadResponse("invalid chunked body")),
+            if let Err(e) = write_all(&mut conn.client, &mut bufs.out, limit).await {
+                return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
+            }
+        }
+    } else if !body.is_done() {
+        // The rest of the body, passed through as it arrives. Two buffers:
+        // the next read from the upstream runs while the last chunk is
+        // written to the client, so neither side waits for the other. A
+        // read that fills its buffer doubles the next one (up to
+        // STREAM_BUF_MAX): long bodies move in fewer, larger operations.
+        let mut next = worker.take_buf();
+        let mut pending: Option<usize> = None;
+        let outcome = loop {
+            if body.is_done() {
+                if let Some(n) = pending {
+                    if let Err(e) = write_range(&mut conn.client, &mut bufs.up, 0..n, limit).await {
+                        break Some(Outcome::Abort(ProxyError::ClientIo(e.into_io())));
+                    }
+                }
+                break None;
+            }
+            let full = next.len() == next.capacity();
+            next.clear();
+            if full && next.capacity() < STREAM_BUF_MAX {
+                next.reserve_exact(next.capacity());
+            }
+            let read = match pending {
+                Some(n) => {
+                    // A failed write ends both at once (the read is
+                    // cancelled): the client is gone.
+                    let write = async {
+                        write_range(&mut conn.client, &mut bufs.up, 0..n, limit)
+                            .await
+                            .map_err(Err)
+                    };
+                    let read = async { read_more(up, &mut next, limit).await.map_err(Ok) };
+                    match futures_util::future::try_join(write, read).await {
+                        Ok((_, n)) => Ok(n),
+                        Err(Ok(upstream)) => Err(upstream),
+                        Err(Err(client)) => {
+                            break Some(Outcome::Abort(ProxyError::ClientIo(client.into_io())))
+                        }
+                    }
+                }
+                None => read_more(up, &mut next, limit).await,
             };
-            clean = used == bufs.up.len();
+            match read {
+                Ok(_) => {}
+                Err(IoFail::Eof) if matches!(body, BodyState::UntilClose) => break None,
+                Err(IoFail::Timeout) => break Some(Outcome::Abort(ProxyError::UpstreamTimeout)),
+                Err(e) => break Some(Outcome::Abort(ProxyError::UpstreamMidResponse(e.into_io()))),
+            }
+            let used = match body.advance(&next, |_| {}) {
+                Ok(n) => n,
+                Err(_) => {
+                    break Some(Outcome::Abort(ProxyError::BadResponse(
+                        "invalid chunked body",
+                    )))
+                }
+            };
+            clean = used == next.len();
             conn.tally.bytes_out += used as u64;
-            write_range(&mut conn.client, &mut bufs.up, 0..used, limit).await
+            std::mem::swap(&mut bufs.up, &mut next);
+            pending = Some(used);
         };
-        if let Err(e) = sent {
-            return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
+        worker.give_buf(next);
+        if let Some(o) = outcome {
+            return o;
         }
     }
     Outcome::Done {

@@ -301,3 +301,16 @@ pub fn start(text: &str) -> Server {
 pub fn proxy(backend: &Backend) -> Server {
     start(&config(1, "", &[backend.addr]))
 }
+
+/// A loopback address that refuses connections: a TCP socket bound to it
+/// but never listening, kept open until the test process ends, so that no
+/// other test can take the port (as it could a port merely closed).
+pub fn dead_addr() -> SocketAddr {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any.into()).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    std::mem::forget(s);
+    addr
+}
