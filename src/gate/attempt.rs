@@ -111,7 +111,7 @@ pub(super) async fn attempt(
     // A previous attempt's response, or a buffer a timeout took.
     bufs.up.clear();
     if bufs.up.capacity() == 0 {
-        bufs.up = worker.take_buf();
+        bufs.up = worker.take_up_buf();
     }
 
     let load = &worker.loads[upstream.pool];

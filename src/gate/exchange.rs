@@ -94,7 +94,7 @@ impl Exchange {
         let mut bufs = Bufs {
             worker: worker.clone(),
             out: worker.take_buf(),
-            up: worker.take_buf(),
+            up: worker.take_up_buf(),
         };
 
         // Body bytes that came with the head.

@@ -187,6 +187,14 @@ impl Worker {
         }
     }
 
+    /// A buffer for upstream responses: twice the usual size, so that a
+    /// head and a 16 KiB body arrive in one read.
+    pub(crate) fn take_up_buf(&self) -> Vec<u8> {
+        let mut buf = self.take_buf();
+        buf.reserve_exact(2 * BUF_SIZE - buf.len());
+        buf
+    }
+
     /// Gives a buffer back for reuse.
     pub(crate) fn give_buf(&self, mut buf: Vec<u8>) {
         let mut spare = self.spare.borrow_mut();
