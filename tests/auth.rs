@@ -167,3 +167,25 @@ fn a_rate_limit_keyed_on_identity() {
     assert_eq!(alice, [200, 200, 429]);
     assert_eq!(bob, [200, 200, 429], "bob has his own budget");
 }
+
+#[test]
+fn a_remembered_token_still_expires() {
+    let backend = Backend::text("ok");
+    let dao = guarded(
+        &backend,
+        &format!("jwt = {{ secret = \"{SECRET}\", leeway = \"0s\" }}"),
+    );
+    let exp = now() + 2;
+    let t = token(serde_json::json!({"sub": "carol", "exp": exp}));
+    let auth = format!("Authorization: Bearer {t}\r\n");
+    // Verified once, then served from the core's cache.
+    for _ in 0..3 {
+        assert_eq!(get(&dao, &auth).status, 200);
+    }
+    while now() <= exp {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let r = get(&dao, &auth);
+    assert_eq!(r.status, 401, "past exp, the cache must not answer for it");
+    assert!(r.header("www-authenticate").unwrap().contains("expired"));
+}

@@ -38,7 +38,7 @@ impl Chain {
         };
         for spec in specs {
             chain.push(match spec.clone() {
-                FilterSpec::Auth(a) => Box::new(AuthFilter(a)),
+                FilterSpec::Auth(a) => Box::new(AuthFilter::new(a)),
                 FilterSpec::RateLimit(r) => Box::new(RateFilter {
                     limiter: limiters[r.index].clone(),
                     key: r.key,

@@ -51,6 +51,11 @@ pub mod ratelimit;
 pub mod spec;
 
 pub use chain::Chain;
+
+/// A fixed 64-bit hash of bytes (for per-core caches and keys).
+pub(crate) fn ratelimit_key_hash(bytes: &[u8]) -> u64 {
+    crate::align::balancer::key_hash(bytes)
+}
 pub use spec::FilterSpec;
 
 use std::net::IpAddr;

@@ -33,7 +33,7 @@ impl<'a> Credential<'a> {
 
 /// What the `Authorization` header holds for us.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Bearer<'a> {
+pub(crate) enum Bearer<'a> {
     /// No header, or another scheme (e.g. `Basic`).
     Absent,
     /// A bearer token: visible ASCII, non-empty.
@@ -47,7 +47,7 @@ pub(super) enum Bearer<'a> {
 /// visible ASCII rather than strictly token68, so that API keys with other
 /// punctuation can travel as bearer tokens too; a JWT's own parsing is
 /// stricter.
-pub(super) fn bearer(authorization: Option<&[u8]>) -> Bearer<'_> {
+pub(crate) fn bearer(authorization: Option<&[u8]>) -> Bearer<'_> {
     let Some(value) = authorization else {
         return Bearer::Absent;
     };

@@ -171,6 +171,18 @@ impl JwtVerifier {
     /// Checks a compact JWS token at `now_unix_secs` and returns the
     /// identity it carries, or why it is refused.
     pub fn verify(&self, token: &[u8], now_unix_secs: u64) -> Result<Identity, Rejection> {
+        self.verify_until(token, now_unix_secs)
+            .map(|(identity, _)| identity)
+    }
+
+    /// As [`verify`](Self::verify), with the first second at which the
+    /// token no longer passes (`exp` + leeway; `u64::MAX` without `exp`),
+    /// so that a caller may remember the result until then.
+    pub fn verify_until(
+        &self,
+        token: &[u8],
+        now_unix_secs: u64,
+    ) -> Result<(Identity, u64), Rejection> {
         if token.len() > self.max_token_bytes {
             return Err(Rejection::TooLarge);
         }
@@ -223,17 +235,23 @@ impl JwtVerifier {
         self.check_claims(&claims, now_unix_secs)
     }
 
-    fn check_claims(&self, claims: &Map<String, Value>, now: u64) -> Result<Identity, Rejection> {
-        match claims.get("exp") {
+    fn check_claims(
+        &self,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(Identity, u64), Rejection> {
+        let until = match claims.get("exp") {
             None if self.require_exp => return Err(Rejection::MissingClaim("exp")),
-            None => {}
+            None => u64::MAX,
             Some(exp) => {
                 let exp = numeric_date(exp).ok_or(Rejection::Malformed("exp is not a date"))?;
-                if now >= exp.saturating_add(self.leeway_secs) {
+                let until = exp.saturating_add(self.leeway_secs);
+                if now >= until {
                     return Err(Rejection::Expired);
                 }
+                until
             }
-        }
+        };
         if let Some(nbf) = claims.get("nbf") {
             let nbf = numeric_date(nbf).ok_or(Rejection::Malformed("nbf is not a date"))?;
             if now.saturating_add(self.leeway_secs) < nbf {
@@ -255,7 +273,7 @@ impl JwtVerifier {
             None => return Err(Rejection::MissingClaim("identity")),
             Some(_) => None,
         };
-        identity.ok_or(Rejection::Malformed(
+        identity.map(|i| (i, until)).ok_or(Rejection::Malformed(
             "identity claim is not a usable string or integer",
         ))
     }

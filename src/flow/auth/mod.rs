@@ -24,7 +24,7 @@
 //!   driver: this module never reads a clock.
 
 pub mod api_keys;
-mod credential;
+pub(crate) mod credential;
 mod error;
 mod identity;
 mod jwks;
@@ -108,11 +108,26 @@ impl Authenticator {
 
     /// Authenticates one request at `now_unix_secs` (Unix time, seconds).
     pub fn authenticate(&self, credential: &Credential<'_>, now_unix_secs: u64) -> Outcome {
+        self.authenticate_until(credential, now_unix_secs)
+            .map(|(identity, _)| identity)
+    }
+
+    /// As [`authenticate`](Self::authenticate); a JWT's identity comes with
+    /// the second its token stops passing (`None` for API keys), so that
+    /// the caller may remember it until then.
+    pub fn authenticate_until(
+        &self,
+        credential: &Credential<'_>,
+        now_unix_secs: u64,
+    ) -> Result<(Identity, Option<u64>), Rejection> {
         if let (Some(keys), Some(key)) = (&self.api_keys, credential.api_key) {
             if key.is_empty() {
                 return Err(Rejection::Malformed("empty API key"));
             }
-            return keys.lookup(key).ok_or(Rejection::UnknownKey);
+            return keys
+                .lookup(key)
+                .map(|i| (i, None))
+                .ok_or(Rejection::UnknownKey);
         }
         let token = match bearer(credential.authorization) {
             Bearer::Token(token) => token,
@@ -121,10 +136,12 @@ impl Authenticator {
         };
         let bearer_keys = self.api_keys.as_ref().filter(|_| self.api_key_as_bearer);
         if let Some(identity) = bearer_keys.and_then(|keys| keys.lookup(token)) {
-            return Ok(identity);
+            return Ok((identity, None));
         }
         match (&self.jwt, bearer_keys) {
-            (Some(jwt), _) => jwt.verify(token, now_unix_secs),
+            (Some(jwt), _) => jwt
+                .verify_until(token, now_unix_secs)
+                .map(|(i, until)| (i, Some(until))),
             (None, Some(_)) => Err(Rejection::UnknownKey),
             // A bearer token where only the API key header is accepted.
             (None, None) => Err(Rejection::Missing),

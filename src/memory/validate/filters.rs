@@ -446,9 +446,10 @@ impl Validator {
                         issuers = list;
                     }
                 }
-                "leeway" => match text {
-                    Some(l) => leeway = Some(self.duration(&kpath, Some(l.to_string()), Duration::ZERO)),
-                    None => self.err(kpath, "must be a duration such as \"30s\""),
+                "leeway" => match text.map(humantime::parse_duration) {
+                    // Zero is a fine leeway (strict clocks).
+                    Some(Ok(l)) => leeway = Some(l),
+                    _ => self.err(kpath, "must be a duration such as \"30s\" (or \"0s\")"),
                 },
                 "identity_claim" => match text {
                     Some(c) if !c.is_empty() => claim = Some(c.to_string()),
