@@ -491,3 +491,32 @@ fn long_streamed_bodies_arrive_whole_and_the_connection_goes_on() {
     }
     dao.shutdown();
 }
+
+#[test]
+fn a_body_delimited_by_close_arrives_whole() {
+    use std::io::Write as _;
+    let big: Vec<u8> = (0..12_000_000u32).map(|i| (i % 241) as u8).collect();
+    let reply = big.clone();
+    let backend = Backend::start(move |_, s| {
+        // No length, no chunking: the body ends when the upstream closes,
+        // right after its last (large) write.
+        s.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        for part in reply.chunks(1_000_000) {
+            s.write_all(part).unwrap();
+        }
+        After::Close
+    });
+    let dao = proxy(&backend);
+    for _ in 0..2 {
+        let mut c = Client::connect(dao.local_addr());
+        c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n");
+        // A slow reader: DAO's writes back up while the upstream finishes
+        // and closes; what was read before the close must still arrive.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let r = c.read(false);
+        assert_eq!(r.status, 200);
+        assert!(r.body == big, "body differs ({} bytes)", r.body.len());
+    }
+    dao.shutdown();
+}

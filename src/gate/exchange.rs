@@ -27,6 +27,7 @@ use crate::proto::h1::ResponseHead;
 use crate::proto::h1::{BodyKind, BodyState};
 use crate::runtime::worker::Worker;
 use crate::upstream::pool::UpstreamConn;
+use futures_util::future::Either;
 
 /// Largest buffer a streamed response body grows to (see `respond`).
 const STREAM_BUF_MAX: usize = 256 * 1024;
@@ -436,19 +437,23 @@ async fn respond(
             }
             let read = match pending {
                 Some(n) => {
-                    // A failed write ends both at once (the read is
-                    // cancelled): the client is gone.
-                    let write = async {
-                        write_range(&mut conn.client, &mut bufs.up, 0..n, limit)
-                            .await
-                            .map_err(Err)
-                    };
-                    let read = async { read_more(up, &mut next, limit).await.map_err(Ok) };
-                    match futures_util::future::try_join(write, read).await {
-                        Ok((_, n)) => Ok(n),
-                        Err(Ok(upstream)) => Err(upstream),
-                        Err(Err(client)) => {
-                            break Some(Outcome::Abort(ProxyError::ClientIo(client.into_io())))
+                    // Whichever ends first: a failed write ends both (the
+                    // client is gone, the read is cancelled); a finished
+                    // read (data, end of body or failure) waits for the
+                    // write, so that nothing already read is lost.
+                    let write =
+                        std::pin::pin!(write_range(&mut conn.client, &mut bufs.up, 0..n, limit));
+                    let read = std::pin::pin!(read_more(up, &mut next, limit));
+                    match futures_util::future::select(write, read).await {
+                        Either::Left((Err(e), _)) => {
+                            break Some(Outcome::Abort(ProxyError::ClientIo(e.into_io())))
+                        }
+                        Either::Left((Ok(()), read)) => read.await,
+                        Either::Right((read, write)) => {
+                            if let Err(e) = write.await {
+                                break Some(Outcome::Abort(ProxyError::ClientIo(e.into_io())));
+                            }
+                            read
                         }
                     }
                 }
