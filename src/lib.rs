@@ -22,6 +22,7 @@ pub mod demo;
 pub mod error;
 pub mod flow;
 pub mod gate;
+pub mod hex;
 pub mod memory;
 pub mod proto;
 pub mod runtime;

@@ -3,6 +3,7 @@
 //! header, a cookie or the client's IP), and sticky routes' cookie.
 
 use crate::align::balancer::{key_hash, Ask, Balancer};
+use crate::flow::Edits;
 use crate::memory::{Config, HashOn, Policy, Route};
 use crate::proto::h1::RequestHead;
 
@@ -68,21 +69,22 @@ pub(crate) fn ask(
     }
 }
 
-/// Appends the `Set-Cookie` line that pins the client to upstream `i` of
-/// `route` (whose balancer holds the opaque tokens).
-pub(crate) fn set_cookie(out: &mut Vec<u8>, route: &Route, balancer: &Balancer, i: usize) {
+/// Adds the `Set-Cookie` header that pins the client to upstream `i` of
+/// `route` (whose balancer holds the opaque tokens) to the response edits.
+pub(crate) fn set_cookie(edits: &mut Edits, route: &Route, balancer: &Balancer, i: usize) {
     let Some(st) = &route.balancing.sticky else {
         return;
     };
-    out.extend_from_slice(b"Set-Cookie: ");
-    out.extend_from_slice(st.cookie.as_bytes());
-    out.push(b'=');
-    out.extend_from_slice(&balancer.sticky_token(i));
-    out.extend_from_slice(b"; Path=");
-    out.extend_from_slice(st.path.as_bytes());
-    if let Some(age) = st.max_age {
-        out.extend_from_slice(b"; Max-Age=");
-        out.extend_from_slice(itoa::Buffer::new().format(age.as_secs()).as_bytes());
-    }
-    out.extend_from_slice(b"; HttpOnly\r\n");
+    edits.add_with(b"Set-Cookie", |out| {
+        out.extend_from_slice(st.cookie.as_bytes());
+        out.push(b'=');
+        out.extend_from_slice(balancer.sticky_token(i));
+        out.extend_from_slice(b"; Path=");
+        out.extend_from_slice(st.path.as_bytes());
+        if let Some(age) = st.max_age {
+            out.extend_from_slice(b"; Max-Age=");
+            out.extend_from_slice(itoa::Buffer::new().format(age.as_secs()).as_bytes());
+        }
+        out.extend_from_slice(b"; HttpOnly");
+    });
 }

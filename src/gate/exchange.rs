@@ -328,6 +328,10 @@ async fn respond(
         };
         worker.chains[conn.route].response(&mut cx);
     }
+    if let Some((r, u)) = conn.set_sticky.take() {
+        let (route, balancer) = (&worker.config.routes[r], &worker.balancers[r]);
+        super::ask::set_cookie(&mut conn.resp_edits, route, balancer, u);
+    }
     write_response_head(
         &mut bufs.out,
         &bufs.up,
@@ -337,17 +341,6 @@ async fn respond(
         close,
         (conn.resp_edits.removed(), conn.resp_edits.lines()),
     );
-    if let Some((r, u)) = conn.set_sticky.take() {
-        // Before the blank line that ends the head.
-        bufs.out.truncate(bufs.out.len() - 2);
-        super::ask::set_cookie(
-            &mut bufs.out,
-            &worker.config.routes[r],
-            &worker.balancers[r],
-            u,
-        );
-        bufs.out.extend_from_slice(b"\r\n");
-    }
     let mut body = BodyState::new(resp.body);
     let start = resp.head_len;
 

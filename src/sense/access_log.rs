@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::json::push_bytes;
+use crate::hex::hex16;
 use crate::memory::LogDestination;
 
 /// A worker's buffer is handed over once it holds this much.
@@ -201,27 +202,6 @@ pub struct RequestIds {
     next: Cell<u64>,
 }
 
-/// Two hex digits for every byte value, so a counter is written with
-/// eight table loads.
-const HEX_PAIRS: [[u8; 2]; 256] = {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut t = [[0u8; 2]; 256];
-    let mut i = 0;
-    while i < 256 {
-        t[i] = [HEX[i >> 4], HEX[i & 15]];
-        i += 1;
-    }
-    t
-};
-
-fn hex16(v: u64) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    for (pair, byte) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
-        pair.copy_from_slice(&HEX_PAIRS[byte as usize]);
-    }
-    out
-}
-
 impl RequestIds {
     /// A generator for `worker`, seeded from the time and the process id.
     pub fn new(worker: usize) -> RequestIds {
@@ -285,7 +265,6 @@ mod tests {
         assert!(a.iter().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(&a[16..], b"0000000000000000");
         assert_eq!(&b[16..], b"0000000000000001");
-        assert_eq!(&hex16(0x0123_4567_89ab_cdef), b"0123456789abcdef");
         assert_ne!(RequestIds::new(2).next()[..16], a[..16]);
     }
 

@@ -7,8 +7,9 @@ use super::Seen;
 
 #[derive(Debug, Default)]
 pub(super) struct Local {
-    /// Its sticky-cookie token (a hash of the route's and its names).
-    pub(super) token: u64,
+    /// Its sticky-cookie token: 16 hex digits of a hash of the route's and
+    /// its names.
+    pub(super) token: [u8; 16],
     in_flight: Cell<u32>,
     /// Smooth weighted round robin's running score.
     pub(super) current: Cell<i64>,
@@ -29,7 +30,7 @@ pub(super) struct Local {
 }
 
 impl Local {
-    pub(super) fn new(token: u64) -> Local {
+    pub(super) fn new(token: [u8; 16]) -> Local {
         Local {
             token,
             ..Local::default()

@@ -161,7 +161,10 @@ impl Balancer {
             ups: route
                 .upstreams
                 .iter()
-                .map(|u| Local::new(key_hash(format!("{}\0{}", route.name, u.name).as_bytes())))
+                .map(|u| {
+                    let name = format!("{}\0{}", route.name, u.name);
+                    Local::new(crate::hex::hex16(key_hash(name.as_bytes())))
+                })
                 .collect(),
             next: Cell::new(0),
             ring,
@@ -349,18 +352,13 @@ impl Balancer {
     /// The opaque sticky-cookie value naming upstream `i`: 16 hex digits
     /// of a hash of the route's and the upstream's names (stable across
     /// restarts and cores, and revealing neither).
-    pub fn sticky_token(&self, i: usize) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        let v = self.ups[i].token;
-        for (k, b) in out.iter_mut().enumerate() {
-            *b = b"0123456789abcdef"[((v >> (60 - 4 * k)) & 15) as usize];
-        }
-        out
+    pub fn sticky_token(&self, i: usize) -> &[u8; 16] {
+        &self.ups[i].token
     }
 
     /// The upstream a sticky cookie's value names, if any.
     pub fn sticky_find(&self, value: &[u8]) -> Option<usize> {
-        (0..self.ups.len()).find(|&i| self.sticky_token(i) == value)
+        self.ups.iter().position(|u| u.token == value)
     }
 
     /// Whether the last pick ignored health (panic mode).
