@@ -17,9 +17,9 @@ use subtle::ConstantTimeEq;
 
 use super::auth::credential::{bearer, Bearer};
 use super::auth::{Credential, Identity};
-use super::ratelimit_key_hash as hash;
 use super::spec::AuthSpec;
 use super::{Filter, Flow, Reply, RequestCx};
+use crate::align::balancer::key_hash as hash;
 
 /// Verified tokens remembered per route per core.
 const CACHE_SLOTS: usize = 512;

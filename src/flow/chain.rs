@@ -19,6 +19,8 @@ pub struct Chain {
     filters: Vec<Box<dyn Filter>>,
     /// Some filter reads the wall clock (token expiry).
     wall_clock: bool,
+    /// Some filter reads the monotonic clock (rate limits).
+    clock: bool,
 }
 
 impl std::fmt::Debug for Chain {
@@ -34,6 +36,7 @@ impl Chain {
     pub fn build(specs: &[FilterSpec], limiters: &[Rc<RefCell<Limiter>>]) -> Chain {
         let mut chain = Chain {
             wall_clock: specs.iter().any(|s| matches!(s, FilterSpec::Auth(_))),
+            clock: specs.iter().any(|s| matches!(s, FilterSpec::RateLimit(_))),
             ..Chain::default()
         };
         for spec in specs {
@@ -61,6 +64,11 @@ impl Chain {
     /// Whether a filter needs `RequestCx::now_unix_secs`.
     pub fn wall_clock(&self) -> bool {
         self.wall_clock
+    }
+
+    /// Whether a filter needs `RequestCx::now_us`.
+    pub fn clock(&self) -> bool {
+        self.clock
     }
 
     /// Whether the route has no filters.

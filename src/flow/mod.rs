@@ -52,10 +52,6 @@ pub mod spec;
 
 pub use chain::Chain;
 
-/// A fixed 64-bit hash of bytes (for per-core caches and keys).
-pub(crate) fn ratelimit_key_hash(bytes: &[u8]) -> u64 {
-    crate::align::balancer::key_hash(bytes)
-}
 pub use spec::FilterSpec;
 
 use std::net::IpAddr;
@@ -242,9 +238,11 @@ pub struct RequestCx<'a> {
     pub has_body: bool,
     /// The client's address.
     pub client_ip: IpAddr,
-    /// Now, in microseconds on the worker's clock.
+    /// Now, in microseconds on the worker's clock (0 unless a filter of
+    /// the chain needs it: `Chain::clock`).
     pub now_us: u64,
-    /// Now, in seconds since the Unix epoch (token expiry).
+    /// Now, in seconds since the Unix epoch (0 unless a filter needs it:
+    /// `Chain::wall_clock`).
     pub now_unix_secs: u64,
     /// The client's address as text (for header values).
     pub client_ip_text: &'a str,

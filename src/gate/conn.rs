@@ -331,7 +331,11 @@ impl Conn {
             },
             has_body: head.body != BodyKind::Empty,
             client_ip: self.peer_ip,
-            now_us: w.now_us(),
+            now_us: if w.chains[route].clock() {
+                w.now_us()
+            } else {
+                0
+            },
             now_unix_secs: if w.chains[route].wall_clock() {
                 crate::clock::unix_secs()
             } else {

@@ -172,14 +172,7 @@ impl Exchange {
                                 // Not read further: the connection closes.
                                 drop(up);
                                 conn.tally.abandon(None, status);
-                                picked = worker.pick(
-                                    route_index,
-                                    &Ask {
-                                        avoid: tried.mask(),
-                                        ..ask
-                                    },
-                                );
-                                conn.tally.picked(route_index, picked);
+                                picked = repick(conn, &worker, route_index, &ask, &tried);
                                 continue;
                             }
                             // A new or changed assignment: the response
@@ -222,14 +215,7 @@ impl Exchange {
             {
                 tracing::debug!(worker = worker.id, error = %error, "retrying on another upstream");
                 conn.tally.abandon(Some(&error), 0);
-                picked = worker.pick(
-                    route_index,
-                    &Ask {
-                        avoid: tried.mask(),
-                        ..ask
-                    },
-                );
-                conn.tally.picked(route_index, picked);
+                picked = repick(conn, &worker, route_index, &ask, &tried);
                 continue;
             }
             break Outcome::Failed(error);
@@ -239,6 +225,20 @@ impl Exchange {
         }
         outcome
     }
+}
+
+/// The upstream for a retry: the balancer's pick with the tried ones left
+/// out, counted by Sense from here on.
+fn repick(conn: &mut Conn, worker: &Worker, route: usize, ask: &Ask, tried: &Tried) -> usize {
+    let picked = worker.pick(
+        route,
+        &Ask {
+            avoid: tried.mask(),
+            ..*ask
+        },
+    );
+    conn.tally.picked(route, picked);
+    picked
 }
 
 /// Whether a request whose attempt failed in a way its route retries may
