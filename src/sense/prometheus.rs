@@ -99,6 +99,24 @@ fn health_checks(out: &mut String, t: &ResonanceTable) {
     }
 }
 
+/// A counter per upstream split by one label: `values` names the label's
+/// values, `get` the counts in the same order.
+fn labelled(
+    out: &mut String,
+    t: &ResonanceTable,
+    (name, help): (&str, &str),
+    (label, values): (&str, &[&str]),
+    get: fn(&UpstreamState) -> &[u64],
+) {
+    header(out, name, "counter", help);
+    for u in upstreams(t) {
+        for (value, n) in values.iter().zip(get(u)) {
+            open_labels(out, name, u);
+            let _ = writeln!(out, ",{label}=\"{value}\"}} {n}");
+        }
+    }
+}
+
 /// One sample per route: `get` summed over the route's upstreams (which
 /// are contiguous in the table).
 fn per_route(out: &mut String, t: &ResonanceTable, name: &str, get: fn(&UpstreamState) -> u64) {
@@ -236,32 +254,20 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
     if upstreams(t).iter().any(|u| u.checked != Health::Unchecked) {
         health_checks(out, t);
     }
-    let name = "dao_upstream_failures_total";
-    header(
+    labelled(
         out,
-        name,
-        "counter",
-        "Gateway failures by kind (every attempt, retried ones included): connect, timeout, reset, invalid response.",
+        t,
+        ("dao_upstream_failures_total", "Gateway failures by kind (every attempt, retried ones included): connect, timeout, reset, invalid response."),
+        ("kind", &Failure::NAMES),
+        |u| &u.totals.failures,
     );
-    for u in upstreams(t) {
-        for (kind, n) in Failure::NAMES.iter().zip(u.totals.failures) {
-            open_labels(out, name, u);
-            let _ = writeln!(out, ",kind=\"{kind}\"}} {n}");
-        }
-    }
-    let name = "dao_upstream_attempts_total";
-    header(
+    labelled(
         out,
-        name,
-        "counter",
-        "Attempts sent to the upstream, retried ones included, by result: the response's status class, or connect, timeout, reset, invalid, client (the client failed).",
+        t,
+        ("dao_upstream_attempts_total", "Attempts sent to the upstream, retried ones included, by result: the response's status class, or connect, timeout, reset, invalid, client (the client failed)."),
+        ("result", &ATTEMPT_RESULTS),
+        |u| &u.totals.attempts,
     );
-    for u in upstreams(t) {
-        for (result, n) in ATTEMPT_RESULTS.iter().zip(u.totals.attempts) {
-            open_labels(out, name, u);
-            let _ = writeln!(out, ",result=\"{result}\"}} {n}");
-        }
-    }
     for (name, help, get) in [
         (
             "dao_retries_total",
@@ -277,19 +283,13 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
         header(out, name, "counter", help);
         per_route(out, t, name, get);
     }
-    let name = "dao_circuit_breaker_open_total";
-    header(
+    labelled(
         out,
-        name,
-        "counter",
-        "Requests a circuit breaker refused (503 x-dao-overloaded, or retried elsewhere), by limit.",
+        t,
+        ("dao_circuit_breaker_open_total", "Requests a circuit breaker refused (503 x-dao-overloaded, or retried elsewhere), by limit."),
+        ("limit", &Limit::NAMES),
+        |u| &u.totals.breaker_open,
     );
-    for u in upstreams(t) {
-        for (limit, n) in Limit::NAMES.iter().zip(u.totals.breaker_open) {
-            open_labels(out, name, u);
-            let _ = writeln!(out, ",limit=\"{limit}\"}} {n}");
-        }
-    }
     for (name, help, get) in [
         (
             "dao_received_bytes_total",
