@@ -14,15 +14,6 @@ use jsonwebtoken::{encode, EncodingKey, Header};
 const KEY: &str = "k-3f9a1c7e5b2d8046a1b3";
 const SECRET: &str = "an HS256 secret of at least 32 bytes, for tests";
 
-fn guarded(backend: &Backend, filters: &str) -> Server {
-    start(&format!(
-        "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n[[routes.rule]]\nname = \"r\"\n\
-         [[routes.rule.upstreams]]\nname = \"up\"\nurl = \"http://{}\"\n\
-         [routes.rule.filters]\n{filters}\n",
-        backend.addr
-    ))
-}
-
 fn get(dao: &Server, headers: &str) -> Resp {
     let mut c = Client::connect(dao.local_addr());
     c.send(format!("GET / HTTP/1.1\r\nHost: h\r\n{headers}\r\n").as_bytes());
@@ -52,8 +43,10 @@ fn api_keys_gate_the_route_and_name_the_client() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("keys");
     std::fs::write(&file, "# team keys\nk-7777777777777777aaaa billing\n").unwrap();
-    let dao = guarded(
+    let dao = with_filters(
         &backend,
+        1,
+        "",
         &format!(
             "api_keys = [\"{KEY}\"]\napi_keys_file = \"{}\"\nidentity_header = \"X-DAO-Identity\"",
             file.display()
@@ -97,8 +90,7 @@ fn api_keys_gate_the_route_and_name_the_client() {
 #[test]
 fn jwts_are_verified_with_their_claims() {
     let backend = Backend::text("ok");
-    let dao = guarded(
-        &backend,
+    let dao = with_filters(&backend, 1, "",
         &format!(
             "jwt = {{ secret = \"{SECRET}\", audience = \"api\", issuer = \"https://id.example\" }}\nidentity_header = \"X-User\""
         ),
@@ -152,8 +144,7 @@ fn jwts_are_verified_with_their_claims() {
 #[test]
 fn a_rate_limit_keyed_on_identity() {
     let backend = Backend::text("ok");
-    let dao = guarded(
-        &backend,
+    let dao = with_filters(&backend, 1, "",
         &format!(
             "jwt = {{ secret = \"{SECRET}\" }}\nrate_limit_rps = 1\nrate_limit_burst = 2\nrate_limit_key = \"identity\""
         ),
@@ -171,8 +162,10 @@ fn a_rate_limit_keyed_on_identity() {
 #[test]
 fn a_remembered_token_still_expires() {
     let backend = Backend::text("ok");
-    let dao = guarded(
+    let dao = with_filters(
         &backend,
+        1,
+        "",
         &format!("jwt = {{ secret = \"{SECRET}\", leeway = \"0s\" }}"),
     );
     let exp = now() + 2;

@@ -10,16 +10,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// DAO (1 worker) with one route over `backend`, its filters table given.
-fn with_filters(backend: &Backend, filters: &str) -> Server {
-    start(&format!(
-        "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n[[routes.rule]]\nname = \"r\"\n\
-         [[routes.rule.upstreams]]\nname = \"up\"\nurl = \"http://{}\"\n\
-         [routes.rule.filters]\n{filters}\n",
-        backend.addr
-    ))
-}
-
 fn send(dao: &Server, raw: &str) -> Resp {
     let mut c = Client::connect(dao.local_addr());
     c.send(raw.as_bytes());
@@ -39,6 +29,8 @@ fn header_rules_edit_both_directions_with_variables() {
     });
     let dao = with_filters(
         &backend,
+        1,
+        "",
         r#"request_headers_add = { "X-Client" = "${client_ip}", "X-Route" = "route=${route}" }
 request_headers_set = { "X-Tenant" = "blue" }
 request_headers_remove = ["X-Debug"]
@@ -64,17 +56,22 @@ response_headers_remove = ["x-internal"]"#,
 #[test]
 fn ip_lists_allow_and_deny() {
     let backend = Backend::text("ok");
-    let denied = with_filters(&backend, r#"ip_deny = ["127.0.0.0/8"]"#);
+    let denied = with_filters(&backend, 1, "", r#"ip_deny = ["127.0.0.0/8"]"#);
     assert_eq!(
         send(&denied, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").status,
         403
     );
-    let elsewhere = with_filters(&backend, r#"ip_allow = ["10.0.0.0/8", "2001:db8::/32"]"#);
+    let elsewhere = with_filters(
+        &backend,
+        1,
+        "",
+        r#"ip_allow = ["10.0.0.0/8", "2001:db8::/32"]"#,
+    );
     assert_eq!(
         send(&elsewhere, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").status,
         403
     );
-    let allowed = with_filters(&backend, r#"ip_allow = ["127.0.0.1"]"#);
+    let allowed = with_filters(&backend, 1, "", r#"ip_allow = ["127.0.0.1"]"#);
     assert_eq!(
         send(&allowed, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").status,
         200
@@ -82,6 +79,8 @@ fn ip_lists_allow_and_deny() {
     // Deny wins over allow.
     let both = with_filters(
         &backend,
+        1,
+        "",
         "ip_allow = [\"0.0.0.0/0\"]\nip_deny = [\"127.0.0.1\"]",
     );
     assert_eq!(send(&both, "GET / HTTP/1.1\r\nHost: h\r\n\r\n").status, 403);
@@ -95,7 +94,7 @@ fn ip_lists_allow_and_deny() {
 #[test]
 fn methods_outside_the_list_get_405_with_allow() {
     let backend = Backend::text("ok");
-    let dao = with_filters(&backend, r#"allowed_methods = ["GET", "head"]"#);
+    let dao = with_filters(&backend, 1, "", r#"allowed_methods = ["GET", "head"]"#);
     let r = send(&dao, "DELETE /x HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(r.status, 405);
     assert_eq!(r.header("allow"), Some("GET, HEAD"));
@@ -110,7 +109,7 @@ fn methods_outside_the_list_get_405_with_allow() {
 #[test]
 fn body_limits_hold_for_declared_and_streamed_bodies() {
     let backend = Backend::text("ok");
-    let dao = with_filters(&backend, "max_body_bytes = 10");
+    let dao = with_filters(&backend, 1, "", "max_body_bytes = 10");
     let big = send(
         &dao,
         "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 20\r\n\r\n01234567890123456789",
@@ -146,6 +145,8 @@ fn cors_preflights_are_answered_and_responses_marked() {
     let backend = Backend::text("ok");
     let dao = with_filters(
         &backend,
+        1,
+        "",
         r#"cors = { allow_origins = ["https://app.example.com"], allow_methods = ["GET", "PUT"], allow_headers = ["Content-Type", "X-Token"], max_age = "10m", allow_credentials = true, expose_headers = ["X-Total"] }"#,
     );
     let pre = send(
@@ -201,7 +202,7 @@ fn request_timeout_bounds_the_wait_for_the_response_head() {
         respond(s, 200, &[], b"late");
         After::KeepAlive
     });
-    let dao = with_filters(&backend, r#"request_timeout = "200ms""#);
+    let dao = with_filters(&backend, 1, "", r#"request_timeout = "200ms""#);
     let started = Instant::now();
     let r = send(&dao, "GET / HTTP/1.1\r\nHost: h\r\n\r\n");
     assert_eq!(r.status, 504);

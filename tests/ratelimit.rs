@@ -11,19 +11,15 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn limited(backend: &Backend, workers: usize, filters: &str) -> Server {
-    start(&format!(
-        "[server]\nbind = \"127.0.0.1:0\"\nworkers = {workers}\n[telemetry]\nmerge_interval_ms = 50\n\
-         [[routes.rule]]\nname = \"r\"\n[[routes.rule.upstreams]]\nname = \"up\"\nurl = \"http://{}\"\n\
-         [routes.rule.filters]\n{filters}\n",
-        backend.addr
-    ))
-}
-
 #[test]
 fn over_the_limit_gets_429_with_its_headers() {
     let backend = Backend::text("ok");
-    let dao = limited(&backend, 1, "rate_limit_rps = 2\nrate_limit_burst = 5");
+    let dao = with_filters(
+        &backend,
+        1,
+        "[telemetry]\nmerge_interval_ms = 50",
+        "rate_limit_rps = 2\nrate_limit_burst = 5",
+    );
     let mut c = Client::connect(dao.local_addr());
     let statuses: Vec<u16> = (0..8).map(|_| c.get("/").status).collect();
     assert_eq!(&statuses[..5], [200; 5], "{statuses:?}");
@@ -77,7 +73,12 @@ fn hammer(dao: &Server, threads: usize, run: Duration, window: Duration) -> usiz
 #[test]
 fn the_global_rate_holds_across_two_workers() {
     let backend = Backend::text("ok");
-    let dao = limited(&backend, 2, "rate_limit_rps = 200\nrate_limit_burst = 20");
+    let dao = with_filters(
+        &backend,
+        2,
+        "[telemetry]\nmerge_interval_ms = 50",
+        "rate_limit_rps = 200\nrate_limit_burst = 20",
+    );
     // 12 connections, spread over the two workers by the kernel as it
     // likes; 3 s of load, counted over the last 2 s (after the shares
     // settle).
@@ -90,7 +91,12 @@ fn the_global_rate_holds_across_two_workers() {
     );
     // One connection: all the load on one core, the other idle. The busy
     // core's share grows to nearly all of the budget.
-    let dao = limited(&backend, 2, "rate_limit_rps = 200\nrate_limit_burst = 20");
+    let dao = with_filters(
+        &backend,
+        2,
+        "[telemetry]\nmerge_interval_ms = 50",
+        "rate_limit_rps = 200\nrate_limit_burst = 20",
+    );
     let admitted = hammer(&dao, 1, Duration::from_secs(3), Duration::from_secs(2));
     let rate = admitted as f64 / 2.0;
     eprintln!("admitted {rate} req/s on one connection");
@@ -103,9 +109,10 @@ fn the_global_rate_holds_across_two_workers() {
 #[test]
 fn keyed_limits_give_each_key_its_own_budget() {
     let backend = Backend::text("ok");
-    let dao = limited(
+    let dao = with_filters(
         &backend,
         1,
+        "[telemetry]\nmerge_interval_ms = 50",
         "rate_limit_rps = 1\nrate_limit_burst = 3\nrate_limit_key = \"header:x-api-key\"",
     );
     let mut c = Client::connect(dao.local_addr());
@@ -122,9 +129,7 @@ fn keyed_limits_give_each_key_its_own_budget() {
 #[test]
 fn a_flood_of_keys_does_not_lift_the_limit() {
     let backend = Backend::text("ok");
-    let dao = limited(
-        &backend,
-        1,
+    let dao = with_filters(&backend, 1, "[telemetry]\nmerge_interval_ms = 50",
         "rate_limit_rps = 1\nrate_limit_burst = 2\nrate_limit_key = \"header:x-api-key\"\nrate_limit_max_keys = 50",
     );
     let mut c = Client::connect(dao.local_addr());

@@ -297,6 +297,17 @@ pub fn start(text: &str) -> Server {
     Server::start(config).unwrap()
 }
 
+/// DAO with `workers` workers and one route "r" over `backend` (upstream
+/// "up") carrying `filters`; `extra` is TOML for the top-level sections.
+pub fn with_filters(backend: &Backend, workers: usize, extra: &str, filters: &str) -> Server {
+    start(&format!(
+        "[server]\nbind = \"127.0.0.1:0\"\nworkers = {workers}\n{extra}\n\
+         [[routes.rule]]\nname = \"r\"\n[[routes.rule.upstreams]]\nname = \"up\"\nurl = \"http://{}\"\n\
+         [routes.rule.filters]\n{filters}\n",
+        backend.addr
+    ))
+}
+
 /// DAO with one worker in front of `backend`.
 pub fn proxy(backend: &Backend) -> Server {
     start(&config(1, "", &[backend.addr]))
