@@ -32,17 +32,9 @@ eval "wrk_args=($WRK_ARGS)"
 command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 [ "$BUILD" = 1 ] && cargo build --release -q -p dao -p dao-bench
 
-work=$(mktemp -d /tmp/dao-ab.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+source bench/lib.sh
 
-taskset -c "$LOAD_CPU" "$BIN/dao-bench-backend" --cpu "$LOAD_CPU" > "$work/backend.addr" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/backend.addr" ] && break; sleep 0.05; done
-backend=$(head -1 "$work/backend.addr")
+start_backend backend "$LOAD_CPU"
 
 declare -A port pid
 for side in A B; do

@@ -24,20 +24,13 @@ BIN=${CARGO_TARGET_DIR:-target}/release
 BUILD=${BUILD:-1}
 [ "$BUILD" = 1 ] && cargo build --release -q -p dao -p dao-bench -p dao-loadgen
 
-work=$(mktemp -d /tmp/dao-policies.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+source bench/lib.sh
 
 upstreams=""
 for i in $(seq 0 $((BACKENDS - 1))); do
   delay=0; [ "$i" = 0 ] && delay=$SLOW_MS
-  taskset -c "$LOAD_CPU" "$BIN/dao-bench-backend" --cpu "$LOAD_CPU" --delay-ms "$delay" > "$work/b$i.addr" &
-  pids+=($!)
-  for _ in $(seq 100); do [ -s "$work/b$i.addr" ] && break; sleep 0.05; done
-  upstreams+=$(printf '[[routes.rule.upstreams]]\nname = "b%s"\nurl = "http://%s"\n' "$i" "$(head -1 "$work/b$i.addr")")$'\n'
+  start_backend addr "$LOAD_CPU" --delay-ms "$delay"
+  upstreams+=$(printf '[[routes.rule.upstreams]]\nname = "b%s"\nurl = "http://%s"\n' "$i" "$addr")$'\n'
 done
 
 declare -A port

@@ -27,17 +27,9 @@ if ! need valgrind || ! need wrk || ! need nginx; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind wrk nginx-light >/dev/null
 fi
 cargo build --release -q -p dao -p dao-bench
-work=$(mktemp -d /tmp/dao-callgrind.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 600); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+source bench/lib.sh
 
-taskset -c 1 "$BIN/dao-bench-backend" --cpu 1 > "$work/backend.addr" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/backend.addr" ] && break; sleep 0.05; done
-backend=$(head -1 "$work/backend.addr")
+start_backend backend 1
 
 total() { # callgrind out file → total Ir
   awk '/^summary:/ {print $2}' "$1"
@@ -49,7 +41,7 @@ dao_ir() { # N → Ir
   taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$work/dao.$1.out" \
     "$BIN/dao" --config "$work/dao.toml" --exit-after-requests "$1" >/dev/null 2>"$work/dao.$1.log" &
   local pid=$!
-  wait_port "$port"
+  wait_port "$port" 60
   taskset -c 1 wrk -t1 -c"$CONNS" -d600s "${wrk_args[@]}" "http://127.0.0.1:$port/" >/dev/null 2>&1 &
   local wrk=$!
   wait "$pid" || true

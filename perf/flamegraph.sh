@@ -36,17 +36,9 @@ if ! need inferno-flamegraph; then
 fi
 [ "$BUILD" = 1 ] && cargo build --release -q -p dao -p dao-bench -p dao-loadgen
 
-work=$(mktemp -d /tmp/dao-flamegraph.XXXXXX)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+source bench/lib.sh
 
-taskset -c "$LOAD_CPU" "$BIN/dao-bench-backend" --cpu "$LOAD_CPU" > "$work/backend.addr" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/backend.addr" ] && break; sleep 0.05; done
-backend=$(head -1 "$work/backend.addr")
+start_backend backend "$LOAD_CPU"
 
 port=$(free_port)
 printf '[server]\nbind = "127.0.0.1:%s"\nworkers = 1\n[[routes.rule]]\nname = "b"\n[[routes.rule.upstreams]]\nname = "b"\nurl = "http://%s"\n' \
