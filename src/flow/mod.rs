@@ -139,13 +139,6 @@ impl Edits {
         self.add_with(name, |out| out.extend_from_slice(value));
     }
 
-    /// Whether the message's header `name` is to be dropped.
-    pub fn removes(&self, name: &[u8]) -> bool {
-        self.remove[..self.removed]
-            .iter()
-            .any(|r| r.eq_ignore_ascii_case(name))
-    }
-
     /// The names to drop (lower case).
     pub fn removed(&self) -> &[Vec<u8>] {
         &self.remove[..self.removed]
@@ -190,13 +183,18 @@ impl<'a> Headers<'a> {
             .map(|h| h.value.get(buf))
     }
 
-    /// Every value of header `name` (any case), in order.
-    pub fn all(&self, name: &'a [u8]) -> impl Iterator<Item = &'a [u8]> + 'a {
+    /// The value of cookie `name`, from any `Cookie` header.
+    pub fn cookie(&self, name: &[u8]) -> Option<&'a [u8]> {
         let buf = self.buf;
         self.spans
             .iter()
-            .filter(move |h| h.name.get(buf).eq_ignore_ascii_case(name))
-            .map(move |h| h.value.get(buf))
+            .filter(|h| h.name.get(buf).eq_ignore_ascii_case(b"cookie"))
+            .flat_map(|h| h.value.get(buf).split(|&b| b == b';'))
+            .find_map(|pair| {
+                let pair = pair.trim_ascii();
+                let eq = pair.iter().position(|&b| b == b'=')?;
+                (&pair[..eq] == name).then(|| &pair[eq + 1..])
+            })
     }
 }
 

@@ -232,7 +232,7 @@ impl Conn {
                 Field::Header => head.headers.iter().any(|h| {
                     h.name.get(buf).eq_ignore_ascii_case(name) && h.value.get(buf) == value
                 }),
-                Field::Cookie => super::ask::cookie(head, buf, name) == Some(value),
+                Field::Cookie => Headers::of_request(head, buf).cookie(name) == Some(value),
             });
         let Some(route) = found else {
             self.consume(self.head.head_len);

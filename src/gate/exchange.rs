@@ -82,7 +82,8 @@ impl Exchange {
         );
         // Sticky routes: the upstream the client's cookie names, if usable.
         let sticky = route.balancing.sticky.as_ref().map(|st| {
-            super::ask::cookie(&conn.head, &conn.down, st.cookie.as_bytes())
+            Headers::of_request(&conn.head, &conn.down)
+                .cookie(st.cookie.as_bytes())
                 .and_then(|v| worker.balancers[route_index].sticky_find(v))
         });
         let mut picked = match sticky {

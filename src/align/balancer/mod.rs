@@ -339,11 +339,6 @@ impl Balancer {
         self.ups[i].ejected(now_us)
     }
 
-    /// Requests in flight to upstream `i` from this core.
-    pub fn in_flight(&self, i: usize) -> u32 {
-        self.ups[i].in_flight()
-    }
-
     /// Whether upstream `i` may take `ask` now: not tried, ejected or down.
     pub fn usable(&self, i: usize, ask: &Ask) -> bool {
         i < self.ups.len() && !avoided(ask.avoid, i) && self.ups[i].healthy(ask.now_us)
@@ -364,11 +359,6 @@ impl Balancer {
     /// Whether the last pick ignored health (panic mode).
     pub fn panicked(&self) -> bool {
         self.panicked.get()
-    }
-
-    /// The policy.
-    pub fn policy(&self) -> Policy {
-        self.policy
     }
 
     fn round_robin(&self, ok: &dyn Fn(usize) -> bool) -> usize {
