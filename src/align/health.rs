@@ -298,14 +298,15 @@ mod tests {
         let slots = Slots::new(&config);
         let t = targets(&config, &slots, clock::now());
         assert_eq!(t.len(), 2, "{t:?}");
-        assert_eq!(&*t[0].slots, &[0, 2]);
+        // Slot 0 is DAO's own; the routes' upstreams follow in order.
+        assert_eq!(&*t[0].slots, &[1, 3]);
         assert_eq!(t[0].names, "a/x, b/x2");
-        assert_eq!(&*t[1].slots, &[1]);
+        assert_eq!(&*t[1].slots, &[2]);
         assert!(std::str::from_utf8(&t[0].request)
             .unwrap()
             .starts_with("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:1001\r\n"));
         // The unchecked route's slot stays unchecked.
-        assert_eq!(slots.initial_health(3), Health::Unchecked);
-        assert_eq!(slots.initial_health(0), Health::Up);
+        assert_eq!(slots.initial_health(4), Health::Unchecked);
+        assert_eq!(slots.initial_health(1), Health::Up);
     }
 }

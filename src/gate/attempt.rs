@@ -23,6 +23,7 @@ use crate::proto::h1::head::{write_request_head, Forwarded};
 use crate::proto::h1::parse_response;
 use crate::proto::h1::response::is_interim;
 use crate::proto::h1::BodyState;
+use crate::runtime::generation::Gen;
 use crate::runtime::worker::Worker;
 use crate::upstream::pool::{ConnectError, UpstreamConn};
 
@@ -88,7 +89,8 @@ pub(super) async fn attempt(
     (route, route_index): (&Route, usize),
     upstream: &Upstream,
 ) -> Attempt {
-    let proxy = &worker.config.proxy;
+    let gen = conn.gen.clone();
+    let proxy = &gen.config.proxy;
     let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
     let mut deadline = per_try.map(|t| clock::now() + t);
 
@@ -114,15 +116,16 @@ pub(super) async fn attempt(
         bufs.up = worker.take_up_buf();
     }
 
-    let load = &worker.loads[upstream.pool];
-    let (mut up, mut reused) = match worker.pool.take(upstream.pool, worker.coarse_now.get()) {
+    let load = &gen.loads[upstream.pool];
+    let pool = gen.pools[upstream.pool];
+    let (mut up, mut reused) = match worker.pool.take(pool, worker.coarse_now.get()) {
         Some(s) => {
             conn.tally.sending();
             (s, true)
         }
         None => {
-            if let Some(b) = &worker.breakers[route_index] {
-                let open = worker.pool.open(upstream.pool);
+            if let Some(b) = &gen.breakers[route_index] {
+                let open = worker.pool.open(pool);
                 if let Err(limit) = b.connect(open, load.pending.get()) {
                     return Attempt::Failed {
                         error: ProxyError::CircuitOpen(limit),
@@ -133,7 +136,7 @@ pub(super) async fn attempt(
             }
             conn.tally.sending();
             let _waiting = Held::new(&load.pending);
-            match connect(worker, upstream, deadline).await {
+            match connect((worker, &gen), upstream, deadline).await {
                 Ok(s) => (s, false),
                 Err((error, cause)) => return failed(error, cause, false),
             }
@@ -164,7 +167,7 @@ pub(super) async fn attempt(
     // A pooled connection the upstream had closed: once more on a fresh
     // one. (A timed-out write took the buffer with it: no retry then.)
     if matches!(sent, Err(IoFail::Eof | IoFail::Io(_))) && reused && req.replayable {
-        up = match connect(worker, upstream, deadline).await {
+        up = match connect((worker, &gen), upstream, deadline).await {
             Ok(s) => s,
             Err((error, cause)) => return failed(error, cause, true),
         };
@@ -254,7 +257,8 @@ async fn read_head(
     (mut can_retry, upstream): (bool, &Upstream),
     deadline: Option<Instant>,
 ) -> Option<Attempt> {
-    let proxy = &worker.config.proxy;
+    let gen = conn.gen.clone();
+    let proxy = &gen.config.proxy;
     // The first wait gets the whole timeout; only a head that needs more
     // reads pays for reading the clock again.
     let started = clock::now();
@@ -315,7 +319,7 @@ async fn read_head(
                 // a fresh one.
                 tracing::debug!(error = ?e, "pooled upstream connection was dead; retrying");
                 can_retry = false;
-                *up = match connect(worker, upstream, deadline).await {
+                *up = match connect((worker, &gen), upstream, deadline).await {
                     Ok(s) => s,
                     Err((error, cause)) => return Some(failed(error, cause, true)),
                 };
@@ -336,11 +340,11 @@ async fn read_head(
 /// Opens a connection to `upstream` within `proxy.connect_timeout` and
 /// what is left of the attempt's deadline.
 async fn connect(
-    worker: &Worker,
+    (worker, gen): (&Worker, &Gen),
     upstream: &Upstream,
     deadline: Option<Instant>,
 ) -> Result<UpstreamConn, (ProxyError, Cause)> {
-    let base = worker.config.proxy.connect_timeout;
+    let base = gen.config.proxy.connect_timeout;
     let limit = left(deadline, base);
     // `connect_timeout` running out is a connect failure; the attempt's
     // deadline running out first, a timeout.
@@ -351,7 +355,7 @@ async fn connect(
     };
     worker
         .pool
-        .connect(upstream.pool, upstream.addr, limit)
+        .connect(gen.pools[upstream.pool], upstream.addr, limit)
         .await
         .map_err(|e| match e {
             ConnectError::Io(e) => (ProxyError::Connect(e), Cause::ConnectFailure),

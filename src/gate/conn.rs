@@ -24,6 +24,7 @@ use crate::error::ProxyError;
 use crate::flow::{Edits, Flow, Headers, Reply, RequestCx, State};
 use crate::proto::h1::head::{error_response, overloaded_response};
 use crate::proto::h1::{parse_request, BodyKind, RequestHead, ResponseHead};
+use crate::runtime::generation::Gen;
 use crate::runtime::worker::Worker;
 use crate::sense::access_log::AccessLog;
 
@@ -99,6 +100,7 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
         edits: Edits::default(),
         resp_edits: Edits::default(),
         flow: State::default(),
+        gen: worker.gen(),
         worker,
     };
     loop {
@@ -107,7 +109,7 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
             Next::Close => return None,
             Next::Park => {
                 let idle_left = conn
-                    .worker
+                    .gen
                     .config
                     .server
                     .keepalive_timeout
@@ -144,6 +146,9 @@ pub(crate) struct Conn {
     pub(crate) resp_edits: Edits,
     /// What the route's filters share between the two phases.
     pub(crate) flow: State,
+    /// The generation of the request in progress (the current one when
+    /// the request's head was read).
+    pub(crate) gen: Rc<Gen>,
     pub(crate) worker: Rc<Worker>,
 }
 
@@ -176,13 +181,16 @@ impl Drop for InFlight {
 
 impl Conn {
     async fn one(&mut self) -> Next {
-        match self.read_head().await {
+        let read = self.read_head().await;
+        // The request runs under the config current now, to its end.
+        self.gen = self.worker.gen();
+        match read {
             Ok(()) => {}
             Err(HeadError::Close) => return Next::Close,
             Err(HeadError::Park) => return Next::Park,
             Err(HeadError::Reply(status)) => {
                 // No head to speak of: counted on DAO's own slot.
-                self.tally.start(b"");
+                self.tally.start(b"", &self.gen);
                 if self.worker.access_log.is_some() {
                     AccessLog::begin_line(&mut self.tally.log_scratch, b"-", b"-", b"-");
                 }
@@ -191,10 +199,11 @@ impl Conn {
         }
         let _in_flight = InFlight::new(&self.worker);
         let w = self.worker.clone();
-        let config = &w.config;
+        let gen = self.gen.clone();
+        let config = &gen.config;
         let buf = &self.down;
         let head = &self.head;
-        self.tally.start(head.method.get(buf));
+        self.tally.start(head.method.get(buf), &gen);
         self.tally.bytes_in = head.head_len as u64;
         // The request id: the client's, or a new one sent upstream.
         self.request_id = None;
@@ -242,7 +251,7 @@ impl Conn {
         self.edits.clear();
         self.resp_edits.clear();
         self.flow.clear();
-        if !w.chains[route].is_empty() {
+        if !gen.chains[route].is_empty() {
             if let Some(reply) = self.filter_request(route) {
                 return self.reply(reply).await;
             }
@@ -303,7 +312,7 @@ impl Conn {
         close: bool,
         error: Option<&ProxyError>,
     ) -> Next {
-        let limit = self.worker.config.proxy.read_timeout;
+        let limit = self.gen.config.proxy.read_timeout;
         let page = match error {
             Some(ProxyError::CircuitOpen(_)) => overloaded_response(close),
             _ => error_response(status, close),
@@ -318,7 +327,7 @@ impl Conn {
 
     /// Runs route `route`'s request filters; `Some` when one answers.
     fn filter_request(&mut self, route: usize) -> Option<Reply> {
-        let w = self.worker.clone();
+        let (w, gen) = (self.worker.clone(), self.gen.clone());
         let buf = &self.down;
         let head = &self.head;
         let mut cx = RequestCx {
@@ -331,23 +340,23 @@ impl Conn {
             },
             has_body: head.body != BodyKind::Empty,
             client_ip: self.peer_ip,
-            now_us: if w.chains[route].clock() {
+            now_us: if gen.chains[route].clock() {
                 w.now_us()
             } else {
                 0
             },
-            now_unix_secs: if w.chains[route].wall_clock() {
+            now_unix_secs: if gen.chains[route].wall_clock() {
                 crate::clock::unix_secs()
             } else {
                 0
             },
             client_ip_text: &self.client_ip,
             request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
-            route: &w.config.routes[route].name,
+            route: &gen.config.routes[route].name,
             edits: &mut self.edits,
             state: &mut self.flow,
         };
-        match w.chains[route].request(&mut cx) {
+        match gen.chains[route].request(&mut cx) {
             Flow::Continue => None,
             Flow::Reply(r) => Some(r),
         }
@@ -392,7 +401,7 @@ impl Conn {
         }
         self.tally.bytes_out += out.len() as u64;
         self.tally.finish(reply.status, None, &self.client_ip);
-        let limit = self.worker.config.proxy.read_timeout;
+        let limit = self.gen.config.proxy.read_timeout;
         if write_all(&mut self.client, &mut out, limit).await.is_err() || close {
             return Next::Close;
         }
@@ -410,7 +419,9 @@ impl Conn {
 
     /// Reads until `down` starts with a complete head.
     async fn read_head(&mut self) -> Result<(), HeadError> {
-        let server = &self.worker.config.server;
+        // Between requests, the config may change: read under the newest.
+        let gen = self.worker.gen();
+        let server = &gen.config.server;
         let (limit, header_timeout, idle_timeout) = (
             server.max_header_bytes,
             server.header_read_timeout,

@@ -71,9 +71,10 @@ pub(crate) struct Exchange;
 impl Exchange {
     pub(crate) async fn run(conn: &mut Conn, route_index: usize) -> Outcome {
         let worker = conn.worker.clone();
-        let route = &worker.config.routes[route_index];
+        let gen = conn.gen.clone();
+        let route = &gen.config.routes[route_index];
         let ask = super::ask::ask(
-            &worker.config,
+            &gen.config,
             route,
             &conn.head,
             &conn.down,
@@ -84,13 +85,13 @@ impl Exchange {
         let sticky = route.balancing.sticky.as_ref().map(|st| {
             Headers::of_request(&conn.head, &conn.down)
                 .cookie(st.cookie.as_bytes())
-                .and_then(|v| worker.balancers[route_index].sticky_find(v))
+                .and_then(|v| gen.balancers[route_index].sticky_find(v))
         });
         let mut picked = match sticky {
-            Some(Some(i)) if worker.balancers[route_index].usable(i, &ask) => {
-                worker.pin(route_index, i)
+            Some(Some(i)) if gen.balancers[route_index].usable(i, &ask) => {
+                worker.pin(&gen, route_index, i)
             }
-            _ => worker.pick(route_index, &ask),
+            _ => worker.pick(&gen, route_index, &ask),
         };
         conn.tally.picked(route_index, picked);
         let mut bufs = Bufs {
@@ -121,7 +122,7 @@ impl Exchange {
             interim: false,
             response_timeout: route
                 .request_timeout
-                .unwrap_or(worker.config.proxy.response_timeout),
+                .unwrap_or(gen.config.proxy.response_timeout),
             body_limit: conn.flow.body_limit,
             body_seen: payload,
         };
@@ -135,10 +136,10 @@ impl Exchange {
         let outcome = loop {
             tried.push(picked);
             let upstream = &route.upstreams[picked];
-            let load = &worker.loads[upstream.pool];
+            let load = &gen.loads[upstream.pool];
             // The breaker's request limit (its connection limits are
             // checked when a connection is opened).
-            let admitted = match &worker.breakers[route_index] {
+            let admitted = match &gen.breakers[route_index] {
                 Some(b) => b.admit(load.requests.get()),
                 None => Ok(()),
             };
@@ -232,6 +233,7 @@ impl Exchange {
 /// out, counted by Sense from here on.
 fn repick(conn: &mut Conn, worker: &Worker, route: usize, ask: &Ask, tried: &Tried) -> usize {
     let picked = worker.pick(
+        &conn.gen,
         route,
         &Ask {
             avoid: tried.mask(),
@@ -289,7 +291,8 @@ async fn stream(
     let outcome = respond(conn, worker, bufs, &mut up).await;
     if let Outcome::Done { reuse: true, .. } = &outcome {
         if conn.resp.keep_alive && !worker.stopping.get() {
-            worker.pool.put(upstream.pool, up, worker.coarse_now.get());
+            let pool = conn.gen.pools[upstream.pool];
+            worker.pool.put(pool, up, worker.coarse_now.get());
         }
     }
     outcome
@@ -302,7 +305,8 @@ async fn respond(
     bufs: &mut Bufs,
     up: &mut UpstreamConn,
 ) -> Outcome {
-    let proxy = &worker.config.proxy;
+    let gen = conn.gen.clone();
+    let proxy = &gen.config.proxy;
     let resp = &conn.resp;
     let dechunk = resp.body == BodyKind::Chunked && conn.head.minor_version == 0;
     let framing = if dechunk {
@@ -315,8 +319,8 @@ async fn respond(
         || resp.body == BodyKind::UntilClose
         || dechunk;
     bufs.out.clear();
-    let route = &worker.config.routes[conn.route];
-    if !worker.chains[conn.route].is_empty() {
+    let route = &gen.config.routes[conn.route];
+    if !gen.chains[conn.route].is_empty() {
         let mut cx = ResponseCx {
             status: resp.status,
             headers: Headers::of_response(resp, &bufs.up),
@@ -327,10 +331,10 @@ async fn respond(
             edits: &mut conn.resp_edits,
             state: &conn.flow,
         };
-        worker.chains[conn.route].response(&mut cx);
+        gen.chains[conn.route].response(&mut cx);
     }
     if let Some((r, u)) = conn.set_sticky.take() {
-        let (route, balancer) = (&worker.config.routes[r], &worker.balancers[r]);
+        let (route, balancer) = (&gen.config.routes[r], &gen.balancers[r]);
         super::ask::set_cookie(&mut conn.resp_edits, route, balancer, u);
     }
     write_response_head(

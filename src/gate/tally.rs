@@ -11,6 +11,7 @@ use crate::align::balancer::Verdict;
 use crate::align::breaker::Limit;
 use crate::clock;
 use crate::error::ProxyError;
+use crate::runtime::generation::Gen;
 use crate::runtime::worker::Worker;
 use crate::sense::access_log::Line;
 use crate::sense::record::{attempt_result, method_index, Failure, Outcome};
@@ -19,6 +20,8 @@ use crate::sense::record::{attempt_result, method_index, Failure, Outcome};
 /// takes its request off the upstream's in-flight gauge.
 pub(crate) struct Tally {
     worker: Rc<Worker>,
+    /// The generation of the request (its balancers and slots).
+    gen: Rc<Gen>,
     /// The upstream's slot once one is picked (counted in flight).
     slot: Option<(usize, usize)>,
     /// Whether the current attempt was sent to that upstream (the circuit
@@ -39,6 +42,7 @@ pub(crate) struct Tally {
 impl Tally {
     pub(crate) fn new(worker: Rc<Worker>) -> Tally {
         Tally {
+            gen: worker.gen(),
             worker,
             slot: None,
             attempted: false,
@@ -52,8 +56,12 @@ impl Tally {
         }
     }
 
-    /// A request head is complete: the clock starts.
-    pub(crate) fn start(&mut self, method: &[u8]) {
+    /// A request head is complete: the clock starts. The request runs
+    /// under `gen`.
+    pub(crate) fn start(&mut self, method: &[u8], gen: &Rc<Gen>) {
+        if !Rc::ptr_eq(&self.gen, gen) {
+            self.gen = gen.clone();
+        }
         self.slot = None;
         self.attempted = false;
         self.bytes_in = 0;
@@ -61,15 +69,14 @@ impl Tally {
         self.status = 0;
         self.retry_after_us = None;
         self.method = method_index(method);
-        self.started = self.worker.timing().then(clock::now);
+        self.started = self.gen.timed.then(clock::now);
     }
 
     /// The request goes to upstream `upstream` of route `route` (the
     /// balancer counts it in flight already).
     pub(crate) fn picked(&mut self, route: usize, upstream: usize) {
         if let Some(rec) = &self.worker.recorder {
-            rec.borrow_mut()
-                .begin(self.worker.slots.of(route, upstream));
+            rec.borrow_mut().begin(self.gen.slots.of(route, upstream));
         }
         self.slot = Some((route, upstream));
         self.attempted = false;
@@ -87,7 +94,7 @@ impl Tally {
         let Some((r, u)) = self.slot.take() else {
             return;
         };
-        let w = &self.worker;
+        let (w, g) = (&self.worker, &self.gen);
         // Not sent (the breaker refused): no evidence about the upstream.
         let verdict = match (self.attempted, error) {
             (false, _) => Verdict::Unknown,
@@ -95,11 +102,11 @@ impl Tally {
             (true, None) if status >= 500 => Verdict::Failed,
             (true, None) => Verdict::Ok,
         };
-        w.balancers[r].done(u, 0, verdict, w.coarse_us());
+        g.balancers[r].done(u, 0, verdict, w.coarse_us());
         let Some(rec) = &w.recorder else {
             return;
         };
-        let slot = w.slots.of(r, u);
+        let slot = g.slots.of(r, u);
         let mut rec = rec.borrow_mut();
         if self.attempted {
             rec.abandoned(slot, attempt_result(status, error.and_then(failure_of)));
@@ -110,7 +117,7 @@ impl Tally {
     /// A failed attempt was retried (`true`), or the retry budget refused.
     pub(crate) fn retry(&mut self, made: bool) {
         if let (Some((r, u)), Some(rec)) = (self.slot, &self.worker.recorder) {
-            rec.borrow_mut().retry(self.worker.slots.of(r, u), made);
+            rec.borrow_mut().retry(self.gen.slots.of(r, u), made);
         }
     }
 
@@ -118,7 +125,7 @@ impl Tally {
     pub(crate) fn breaker_open(&mut self, limit: Limit) {
         if let (Some((r, u)), Some(rec)) = (self.slot, &self.worker.recorder) {
             rec.borrow_mut()
-                .breaker_open(self.worker.slots.of(r, u), limit as usize);
+                .breaker_open(self.gen.slots.of(r, u), limit as usize);
         }
     }
 
@@ -126,7 +133,7 @@ impl Tally {
     /// failed, if it did; `status` is what the client got (0: nothing, the
     /// client or the upstream went away).
     pub(crate) fn finish(&mut self, status: u16, error: Option<&ProxyError>, client: &str) {
-        let w = self.worker.clone();
+        let (w, g) = (self.worker.clone(), self.gen.clone());
         let duration_us = self.started.map_or(0, |t| {
             clock::now().saturating_duration_since(t).as_micros() as u64
         });
@@ -139,9 +146,9 @@ impl Tally {
                 (s, None) if s >= 500 => Verdict::Failed,
                 _ => Verdict::Ok,
             };
-            w.balancers[r].done(u, duration_us, verdict, w.coarse_us());
+            g.balancers[r].done(u, duration_us, verdict, w.coarse_us());
         }
-        if !w.timing() {
+        if !g.timed {
             self.slot = None;
             return;
         }
@@ -160,10 +167,10 @@ impl Tally {
         let slot = self.slot.take();
         let (index, names) = match slot {
             Some((r, u)) => {
-                let i = w.slots.of(r, u);
-                (i, w.slots.names(i))
+                let i = g.slots.of(r, u);
+                (i, g.slots.names(i))
             }
-            None => (w.slots.local(), w.slots.names(w.slots.local())),
+            None => (g.slots.local(), g.slots.names(g.slots.local())),
         };
         if let Some(rec) = &w.recorder {
             let outcome = Outcome {
@@ -212,10 +219,10 @@ fn failure_of(e: &ProxyError) -> Option<Failure> {
 impl Drop for Tally {
     fn drop(&mut self) {
         if let Some((r, u)) = self.slot.take() {
-            let w = &self.worker;
-            w.balancers[r].done(u, 0, Verdict::Unknown, w.coarse_us());
+            let (w, g) = (&self.worker, &self.gen);
+            g.balancers[r].done(u, 0, Verdict::Unknown, w.coarse_us());
             if let Some(rec) = &w.recorder {
-                rec.borrow_mut().end(w.slots.of(r, u));
+                rec.borrow_mut().end(g.slots.of(r, u));
             }
         }
     }

@@ -29,6 +29,8 @@ pub struct Config {
     /// Every intent named in the config (routes, upstreams, relatedness),
     /// sorted; policies refer to them by index.
     pub intents: Vec<String>,
+    /// The TOML text it was parsed from (kept for snapshots and diffs).
+    pub source: std::sync::Arc<str>,
 }
 
 impl Config {
@@ -83,7 +85,7 @@ pub struct Proxy {
 }
 
 /// `[telemetry]`: Sense, the exporter and the access log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Telemetry {
     /// Per-core recording, merging and the resonance table.
     pub enabled: bool,

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::balancing::{Policies, Policy};
@@ -75,7 +76,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     };
     let config = v.config(raw);
     if v.errors.is_empty() {
-        Ok(config.expect("no errors means a config"))
+        let mut config = config.expect("no errors means a config");
+        config.source = text.into();
+        Ok(config)
     } else {
         Err(ConfigError { errors: v.errors })
     }
@@ -180,6 +183,7 @@ impl Validator {
             router,
             policies,
             intents,
+            source: Arc::from(""),
         })
     }
 

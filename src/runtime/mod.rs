@@ -1,5 +1,6 @@
 //! Runtime: the pinned worker threads, their start and their graceful stop.
 
+pub(crate) mod generation;
 pub mod signals;
 pub mod worker;
 
@@ -13,8 +14,8 @@ use crate::align::health::Checker;
 use crate::clock;
 use crate::gate::listener;
 use crate::memory::Config;
-use crate::sense::control::{self, Published};
-use crate::sense::{access_log, http, ResonanceTable, Slots};
+use crate::sense::control::{self, Layout, Published};
+use crate::sense::{access_log, http, Registry, ResonanceTable};
 use crate::upstream::pool::PoolStats;
 
 /// A running proxy: its workers, the threads beside them, and the flag
@@ -60,22 +61,25 @@ impl Server {
         if !monoio::utils::detect_uring() {
             tracing::warn!("io_uring is not available: workers use the legacy epoll driver");
         }
-        let slots = Slots::new(&config);
+        let mut registry = Registry::default();
+        let slots = registry.layout(&config);
+        let epoch = 1;
         // Health checks need the control thread (validation refuses them
         // with telemetry off): verdicts reach the workers in its table.
         let (checks_tx, checks_rx) = std::sync::mpsc::channel();
+        let (_layouts_tx, layouts_rx) = std::sync::mpsc::channel();
         let (control, mut links) = if config.telemetry.enabled {
             let (handle, published, links) = control::start(
                 &config.telemetry,
-                slots.clone(),
+                Layout {
+                    epoch,
+                    slots: slots.clone(),
+                    budgets: budgets(&config),
+                },
                 count,
                 started,
                 checks_rx,
-                config
-                    .rate_limits()
-                    .iter()
-                    .map(|r| r.limiter(count, 0).budget())
-                    .collect(),
+                layouts_rx,
             )?;
             (
                 Some((handle, published)),
@@ -109,15 +113,22 @@ impl Server {
         };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut workers = Vec::with_capacity(count);
+        let mut inboxes = Vec::with_capacity(count);
         for (id, listener) in listeners.into_iter().enumerate() {
+            let (inbox_tx, inbox) = std::sync::mpsc::channel();
+            inboxes.push(inbox_tx);
             let setup = worker::Setup {
                 id,
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
-                config: config.clone(),
-                listener,
+                first: worker::Applied {
+                    epoch,
+                    config: config.clone(),
+                    slots: slots.clone(),
+                    listener: Some(listener),
+                },
+                inbox: Some(inbox),
                 stop: stop.clone(),
                 exit_after,
-                slots: slots.clone(),
                 link: links[id].take(),
                 access_log: log_tx.clone(),
             };
@@ -188,4 +199,13 @@ impl Server {
         self.stop();
         self.wait()
     }
+}
+
+/// The global rate limits' budgets of a config, by `RateSpec::index`.
+fn budgets(config: &Config) -> Vec<crate::flow::ratelimit::Budget> {
+    config
+        .rate_limits()
+        .iter()
+        .map(|r| r.limiter(config.server.workers, 0).budget())
+        .collect()
 }

@@ -1,6 +1,11 @@
 //! A worker: one thread pinned to one core, its own monoio runtime, its
 //! own listener, balancers, pool and buffers. Nothing here is shared with
 //! another core except the read-only config.
+//!
+//! Configs reach the worker in its inbox (`Applied`), looked at every tick
+//! (100 ms): the worker builds a new generation from it (see
+//! `generation`), makes it current, and swaps its listener when the
+//! config moved it.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -8,11 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
-use crate::align::balancer::{Ask, Balancer, Seen};
-use crate::align::breaker::Load;
-use crate::align::CircuitBreaker;
+use super::generation::{self, Addresses, Gen};
+use crate::align::balancer::{Ask, Seen};
 use crate::clock;
 use crate::memory::Config;
 use crate::sense::access_log::{AccessLog, RequestIds};
@@ -20,6 +25,7 @@ use crate::sense::control::Link;
 use crate::sense::record::Recorder;
 use crate::sense::Slots;
 use crate::upstream::pool::{Pool, PoolStats};
+use std::sync::mpsc::Receiver;
 
 /// Capacity of the buffers lent to exchanges.
 const BUF_SIZE: usize = 16 * 1024;
@@ -32,19 +38,15 @@ const TICK: Duration = Duration::from_millis(100);
 /// The state of one worker, shared by its connection tasks.
 pub(crate) struct Worker {
     pub(crate) id: usize,
-    pub(crate) config: Arc<Config>,
-    pub(crate) balancers: Box<[Balancer]>,
-    /// Each route's filter chain, built on this core.
-    pub(crate) chains: Box<[crate::flow::Chain]>,
-    /// This core's rate limiters (shared with the chains' filters), by
-    /// `RateSpec::index`.
-    limiters: Vec<Rc<RefCell<crate::flow::ratelimit::Limiter>>>,
+    /// The generation new requests start under.
+    gen: RefCell<Rc<Gen>>,
+    /// The addresses pooled so far (numbers for `pool`).
+    addresses: RefCell<Addresses>,
+    /// Configs applied by the control side, for this worker.
+    inbox: Option<Receiver<Applied>>,
+    /// The accept loops running (one per listener).
+    accepting: RefCell<Vec<Accepting>>,
     pub(crate) pool: Pool,
-    /// Per route, this core's share of its circuit breaker limits.
-    pub(crate) breakers: Box<[Option<CircuitBreaker>]>,
-    /// Per upstream address (`Upstream::pool`), requests in flight and
-    /// waiting for a connection on this core.
-    pub(crate) loads: Box<[Load]>,
     /// Requests between a complete head and the end of their response.
     pub(crate) in_flight: Cell<usize>,
     /// Retries in flight on this core (for the retry budget).
@@ -54,8 +56,6 @@ pub(crate) struct Worker {
     /// The time, refreshed every tick (100 ms): good enough for pool idle
     /// times and the response deadline, and free to read per request.
     pub(crate) coarse_now: Cell<std::time::Instant>,
-    /// Where each (route, upstream) is recorded.
-    pub(crate) slots: Slots,
     /// Sense's recording, when telemetry is enabled.
     pub(crate) recorder: Option<RefCell<Recorder>>,
     /// The access log, when enabled.
@@ -64,9 +64,8 @@ pub(crate) struct Worker {
     pub(crate) request_ids: Option<RequestIds>,
     /// Sense's channel to the control thread (dropped at exit).
     link: RefCell<Option<Link>>,
-    /// Whether requests are timed: for Sense, the access log or a
-    /// latency-aware policy.
-    timed: bool,
+    /// Whether Sense or the access log time requests.
+    sensed: bool,
     /// The epoch of the table last copied into the balancers.
     table_epoch: Cell<u64>,
     /// The worker's clock origin, for the balancers' microseconds.
@@ -96,11 +95,10 @@ impl Worker {
         }
     }
 
-    /// Whether requests are timed (for Sense, the access log or a
-    /// latency-aware policy).
+    /// The current generation: what a request starting now runs under.
     #[inline]
-    pub(crate) fn timing(&self) -> bool {
-        self.timed
+    pub(crate) fn gen(&self) -> Rc<Gen> {
+        self.gen.borrow().clone()
     }
 
     /// A client connection was accepted.
@@ -133,19 +131,19 @@ impl Worker {
     }
 
     /// Sends a request of route `route` to upstream `i` (a sticky pin).
-    pub(crate) fn pin(&self, route: usize, i: usize) -> usize {
-        self.balancers[route].started(i);
+    pub(crate) fn pin(&self, gen: &Gen, route: usize, i: usize) -> usize {
+        gen.balancers[route].started(i);
         i
     }
 
     /// Picks route `route`'s upstream for a request.
-    pub(crate) fn pick(&self, route: usize, ask: &Ask) -> usize {
-        let b = &self.balancers[route];
+    pub(crate) fn pick(&self, gen: &Gen, route: usize, ask: &Ask) -> usize {
+        let b = &gen.balancers[route];
         let i = b.pick(ask);
         b.started(i);
         if b.panicked() {
             if let Some(rec) = &self.recorder {
-                rec.borrow_mut().panic_pick(self.slots.of(route, i));
+                rec.borrow_mut().panic_pick(gen.slots.of(route, i));
             }
         }
         i
@@ -156,34 +154,111 @@ impl Worker {
     /// rows into the balancers.
     fn report(&self) {
         if let (Some(rec), Some(link)) = (&self.recorder, &*self.link.borrow()) {
+            let gen = self.gen();
             let mut rec = rec.borrow_mut();
             while let Ok(h) = link.recycled.try_recv() {
                 rec.give_back(h);
             }
             let mut report = rec.seal();
-            report.limits = self
-                .limiters
-                .iter()
-                .map(|l| l.borrow_mut().seal())
-                .collect();
+            report.limits = gen.limiters.iter().map(|l| l.borrow_mut().seal()).collect();
+            report.config_epoch = gen.epoch;
             // The control thread is gone only at exit.
             let _ = link.reports.send(report);
             let table = link.table.load();
             if table.epoch != self.table_epoch.get() {
                 self.table_epoch.set(table.epoch);
-                let now = self.now_us();
-                if let Some(shares) = table.limit_shares.get(self.id) {
-                    for (l, share) in self.limiters.iter().zip(shares) {
-                        l.borrow_mut().apply(*share, now);
-                    }
-                }
-                for (r, b) in self.balancers.iter().enumerate() {
-                    b.observe(now, |u| Seen::of(&table.upstreams[self.slots.of(r, u)]));
-                }
+                self.observe(&gen, &table);
             }
         }
         if let Some(log) = &self.access_log {
             log.flush();
+        }
+    }
+
+    /// Copies what `gen` needs from a table: the balancers' view and, when
+    /// the table's shares are for `gen`'s config, the rate limit shares.
+    fn observe(&self, gen: &Gen, table: &crate::sense::ResonanceTable) {
+        let now = self.now_us();
+        if table.limit_epoch == gen.epoch {
+            if let Some(shares) = table.limit_shares.get(self.id) {
+                for (l, share) in gen.limiters.iter().zip(shares) {
+                    l.borrow_mut().apply(*share, now);
+                }
+            }
+        }
+        for (r, b) in gen.balancers.iter().enumerate() {
+            // A table older than the config may lack its new slots.
+            b.observe(now, |u| {
+                table
+                    .upstreams
+                    .get(gen.slots.of(r, u))
+                    .map_or_else(Seen::default, Seen::of)
+            });
+        }
+    }
+
+    /// Makes `applied` the current config: a new generation for requests
+    /// that start from now on, and the listener moved if it changed.
+    fn apply(self: &Rc<Self>, applied: Applied) {
+        let Applied {
+            epoch,
+            config,
+            slots,
+            listener,
+        } = applied;
+        let (gen, live) = generation::build(
+            self.id,
+            epoch,
+            config,
+            slots,
+            &mut self.addresses.borrow_mut(),
+            (self.now_us(), self.sensed),
+        );
+        self.pool.retain(&live);
+        let proxy = &gen.config.proxy;
+        self.pool
+            .configure(proxy.pool_max_idle, proxy.pool_idle_timeout);
+        if let Some(rec) = &self.recorder {
+            rec.borrow_mut().grow(gen.slots.len());
+        }
+        if let Some(link) = &*self.link.borrow() {
+            self.observe(&gen, &link.table.load());
+        }
+        *self.gen.borrow_mut() = Rc::new(gen);
+        if let Some(listener) = listener {
+            self.close_listeners();
+            self.listen(listener);
+        }
+        tracing::debug!(worker = self.id, epoch, "config applied");
+    }
+
+    /// Starts accepting on `listener` (a task of its own).
+    fn listen(self: &Rc<Self>, listener: std::net::TcpListener) {
+        let addr = listener.local_addr().ok();
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(worker = self.id, error = %e, "cannot adopt the listener");
+                return;
+            }
+        };
+        let canceller = Canceller::new();
+        let closed = Rc::new(Cell::new(false));
+        let task = accept_loop(listener, self.clone(), canceller.handle(), closed.clone());
+        monoio::spawn(task);
+        self.accepting.borrow_mut().push(Accepting {
+            addr,
+            canceller,
+            closed,
+        });
+    }
+
+    /// Stops every accept loop; their listeners close.
+    fn close_listeners(&self) {
+        for a in self.accepting.borrow_mut().drain(..) {
+            tracing::debug!(worker = self.id, addr = ?a.addr, "listener closed");
+            a.closed.set(true);
+            a.canceller.cancel();
         }
     }
 
@@ -206,15 +281,36 @@ impl Worker {
     }
 }
 
+/// A config applied by the control side, as one worker receives it.
+pub(crate) struct Applied {
+    /// The config's epoch.
+    pub(crate) epoch: u64,
+    pub(crate) config: Arc<Config>,
+    /// Its slots (kept upstreams keep their number).
+    pub(crate) slots: Slots,
+    /// This worker's socket for the config's new listening address, when
+    /// the address changed.
+    pub(crate) listener: Option<std::net::TcpListener>,
+}
+
+/// One running accept loop.
+struct Accepting {
+    addr: Option<std::net::SocketAddr>,
+    canceller: Canceller,
+    /// Set before cancelling: the loop ends instead of backing off.
+    closed: Rc<Cell<bool>>,
+}
+
 /// What a worker is started with.
 pub(crate) struct Setup {
     pub(crate) id: usize,
     pub(crate) core: Option<core_affinity::CoreId>,
-    pub(crate) config: Arc<Config>,
-    pub(crate) listener: std::net::TcpListener,
+    /// The first config, with its listener.
+    pub(crate) first: Applied,
+    /// Later configs.
+    pub(crate) inbox: Option<Receiver<Applied>>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) exit_after: Option<u64>,
-    pub(crate) slots: Slots,
     pub(crate) link: Option<Link>,
     pub(crate) access_log: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
@@ -224,11 +320,10 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
     let Setup {
         id,
         core,
-        config,
-        listener,
+        mut first,
+        inbox,
         stop,
         exit_after,
-        slots,
         link,
         access_log,
     } = setup;
@@ -245,74 +340,58 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
         }
     };
     runtime.block_on(async move {
-        let listener = match TcpListener::from_std(listener) {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(worker = id, error = %e, "cannot adopt the listener");
-                return PoolStats::default();
-            }
-        };
-        let timed = link.is_some()
-            || access_log.is_some()
-            || config
-                .routes
-                .iter()
-                .any(|r| r.policy == crate::memory::Policy::PeakEwma);
-        let limiters: Vec<_> = config
-            .rate_limits()
-            .iter()
-            .map(|spec| Rc::new(RefCell::new(spec.limiter(config.server.workers, 0))))
-            .collect();
+        let sensed = link.is_some() || access_log.is_some();
+        let listener = first.listener.take();
+        let mut addresses = Addresses::default();
+        let (gen, live) = generation::build(
+            id,
+            first.epoch,
+            first.config,
+            first.slots,
+            &mut addresses,
+            (0, sensed),
+        );
+        let config = &gen.config;
+        let pool = Pool::new(
+            0,
+            config.proxy.pool_max_idle,
+            config.proxy.pool_idle_timeout,
+        );
+        pool.retain(&live);
         let worker = Rc::new(Worker {
             id,
-            timed,
-            chains: config
-                .routes
-                .iter()
-                .map(|r| crate::flow::Chain::build(&r.filters, &limiters))
-                .collect(),
-            limiters,
-            balancers: (0..config.routes.len())
-                .map(|r| Balancer::new(&config, r, id))
-                .collect(),
-            pool: Pool::new(
-                config.pools.len(),
-                config.proxy.pool_max_idle,
-                config.proxy.pool_idle_timeout,
-            ),
-            breakers: config
-                .routes
-                .iter()
-                .map(|r| r.circuit_breaker.map(|b| b.per_core(config.server.workers)))
-                .collect(),
-            loads: config.pools.iter().map(|_| Load::default()).collect(),
+            sensed,
+            recorder: link
+                .is_some()
+                .then(|| RefCell::new(Recorder::new(id, gen.slots.len()))),
+            request_ids: config.telemetry.request_id.then(|| RequestIds::new(id)),
+            gen: RefCell::new(Rc::new(gen)),
+            addresses: RefCell::new(addresses),
+            inbox,
+            accepting: RefCell::new(Vec::new()),
+            pool,
             in_flight: Cell::new(0),
             retries_active: Cell::new(0),
             stopping: Cell::new(false),
             spare: RefCell::new(Vec::new()),
             handled: Cell::new(0),
-            recorder: link
-                .is_some()
-                .then(|| RefCell::new(Recorder::new(id, slots.len()))),
             link: RefCell::new(link),
             table_epoch: Cell::new(0),
             origin: clock::now(),
-            slots,
             access_log: access_log.map(AccessLog::new),
-            request_ids: config.telemetry.request_id.then(|| RequestIds::new(id)),
             coarse_now: Cell::new(clock::now()),
             exit_after,
             stop: stop.clone(),
-            config,
         });
+        if let Some(listener) = listener {
+            worker.listen(listener);
+        }
         {
-            let accept = std::pin::pin!(accept_loop(&listener, &worker));
             let watch = std::pin::pin!(watch(&worker, &stop));
             let report = std::pin::pin!(report_loop(&worker));
-            let both = futures_util::future::select(watch, report);
-            futures_util::future::select(accept, both).await;
+            futures_util::future::select(watch, report).await;
         }
-        drop(listener);
+        worker.close_listeners();
         worker.stopping.set(true);
         {
             // Keep reporting while in-flight requests finish.
@@ -359,13 +438,19 @@ fn build_runtime() -> std::io::Result<Runtime> {
     }
 }
 
-async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
-    loop {
-        match listener.accept().await {
+async fn accept_loop(
+    listener: TcpListener,
+    worker: Rc<Worker>,
+    cancel: monoio::io::CancelHandle,
+    closed: Rc<Cell<bool>>,
+) {
+    while !closed.get() {
+        match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
                 worker.connection_opened();
                 monoio::spawn(crate::gate::connection(stream, peer, worker.clone()));
             }
+            Err(_) if closed.get() => break,
             Err(e) => {
                 // Out of descriptors and the like: back off briefly.
                 tracing::warn!(worker = worker.id, error = %e, "accept failed");
@@ -377,11 +462,14 @@ async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
 
 /// Returns when the stop flag is set; once a second, sweeps idle upstream
 /// connections and hands freed memory back.
-async fn watch(worker: &Worker, stop: &AtomicBool) {
+async fn watch(worker: &Rc<Worker>, stop: &AtomicBool) {
     let mut ticks = 0u32;
     while !stop.load(Ordering::Relaxed) {
         monoio::time::sleep(TICK).await;
         worker.coarse_now.set(clock::now());
+        while let Some(applied) = worker.inbox.as_ref().and_then(|i| i.try_recv().ok()) {
+            worker.apply(applied);
+        }
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(10) {
             worker.pool.sweep(clock::now());
@@ -392,7 +480,8 @@ async fn watch(worker: &Worker, stop: &AtomicBool) {
 
 /// Every merge interval, hands Sense's interval and the access log over.
 async fn report_loop(worker: &Worker) {
-    let every = worker.config.telemetry.merge_interval;
+    // Telemetry settings do not change on reload.
+    let every = worker.gen().config.telemetry.merge_interval;
     loop {
         monoio::time::sleep(every).await;
         worker.report();
@@ -401,7 +490,7 @@ async fn report_loop(worker: &Worker) {
 
 /// Waits for in-flight requests, up to the shutdown timeout.
 async fn drain(worker: &Worker) {
-    let deadline = clock::now() + worker.config.server.shutdown_timeout;
+    let deadline = clock::now() + worker.gen().config.server.shutdown_timeout;
     while worker.in_flight.get() > 0 {
         if clock::now() >= deadline {
             tracing::warn!(

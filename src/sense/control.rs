@@ -15,7 +15,8 @@ use hdrhistogram::Histogram;
 
 use super::merge::{Merger, Shape};
 use super::record::Report;
-use super::table::{Resonance, ResonanceTable, Slots};
+use super::slots::Slots;
+use super::table::{Resonance, ResonanceTable};
 use crate::clock;
 use crate::flow::ratelimit::{Budget, Coordinator};
 use crate::memory::Telemetry;
@@ -45,18 +46,36 @@ pub struct Checked {
     pub up: bool,
 }
 
+/// A reloaded config's shape, sent before any worker runs it: its slots
+/// and its rate limits' budgets.
+#[derive(Debug)]
+pub struct Layout {
+    /// The config's epoch.
+    pub epoch: u64,
+    /// Its slots (kept ones keep their number).
+    pub slots: Slots,
+    /// Its global rate limits, by `RateSpec::index`.
+    pub budgets: Vec<Budget>,
+}
+
 /// Starts the control thread; returns it, the table it publishes and one
 /// link per worker. The thread ends once every link's sender is dropped
 /// (the workers have stopped), after a last merge. Health check results
-/// sent on `checks` are taken in at every publication.
+/// sent on `checks` are taken in at every publication; a reload's
+/// `Layout` on `layouts` before the next report is absorbed.
 pub fn start(
     telemetry: &Telemetry,
-    slots: Slots,
+    first: Layout,
     workers: usize,
     started: Instant,
     checks: Receiver<Checked>,
-    budgets: Vec<Budget>,
+    layouts: Receiver<Layout>,
 ) -> std::io::Result<(JoinHandle<()>, Published, Vec<Link>)> {
+    let Layout {
+        epoch,
+        slots,
+        budgets,
+    } = first;
     let published: Published = Arc::new(ArcSwap::from_pointee(ResonanceTable::empty(
         &slots, workers,
     )));
@@ -83,38 +102,87 @@ pub fn start(
         },
     );
     let merger = Merger::new(shape, slots, workers);
-    let limits = (!budgets.is_empty())
-        .then(|| Coordinator::new(workers, shape.interval.as_micros() as u64, &budgets));
+    let limits = Limits {
+        epoch,
+        workers,
+        interval_us: shape.interval.as_micros() as u64,
+        coordinator: None,
+    }
+    .with(&budgets);
+    let inputs = Inputs {
+        reports: rx,
+        checks,
+        layouts,
+    };
     let out = published.clone();
     let handle = std::thread::Builder::new()
         .name("dao-control".into())
-        .spawn(move || run(merger, limits, rx, checks, back, out, shape, started))?;
+        .spawn(move || run(merger, limits, inputs, back, out, shape, started))?;
     Ok((handle, published, links))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The global rate limits of the config in force.
+struct Limits {
+    /// Its epoch: reports of workers still on another config are left out.
+    epoch: u64,
+    workers: usize,
+    interval_us: u64,
+    coordinator: Option<Coordinator>,
+}
+
+impl Limits {
+    fn with(mut self, budgets: &[Budget]) -> Limits {
+        self.coordinator = (!budgets.is_empty())
+            .then(|| Coordinator::new(self.workers, self.interval_us, budgets));
+        self
+    }
+}
+
+/// What the control thread receives.
+struct Inputs {
+    reports: Receiver<Report>,
+    checks: Receiver<Checked>,
+    layouts: Receiver<Layout>,
+}
+
+impl Inputs {
+    /// Takes in reloaded layouts (before any report made under them).
+    fn relayout(&self, merger: &mut Merger, limits: &mut Limits) {
+        while let Ok(l) = self.layouts.try_recv() {
+            merger.relayout(l.slots);
+            limits.epoch = l.epoch;
+            let fresh = Limits {
+                coordinator: None,
+                ..*limits
+            };
+            *limits = fresh.with(&l.budgets);
+        }
+    }
+}
+
 fn run(
     mut merger: Merger,
-    mut limits: Option<Coordinator>,
-    rx: Receiver<Report>,
-    checks: Receiver<Checked>,
+    mut limits: Limits,
+    inputs: Inputs,
     back: Vec<Sender<Histogram<u64>>>,
     out: Published,
     shape: Shape,
     started: Instant,
 ) {
     let mut next = clock::now() + shape.interval;
-    let publish = |merger: &mut Merger, limits: &mut Option<Coordinator>| {
+    let publish = |merger: &mut Merger, limits: &mut Limits| {
+        inputs.relayout(merger, limits);
         // (Disconnected: no health thread, or it has stopped.)
-        while let Ok(c) = checks.try_recv() {
+        while let Ok(c) = inputs.checks.try_recv() {
             for &slot in c.slots.iter() {
                 merger.checked(slot, c.passed, c.up);
             }
         }
         let now = clock::now();
         let mut table = merger.close(now.saturating_duration_since(started));
-        if let Some(c) = limits {
+        if let Some(c) = &mut limits.coordinator {
             table.limit_shares = c.close();
+            table.limit_epoch = limits.epoch;
         }
         out.store(Arc::new(table));
         for (w, tx) in back.iter().enumerate() {
@@ -135,10 +203,13 @@ fn run(
             }
             continue;
         }
-        match rx.recv_timeout(next - now) {
+        match inputs.reports.recv_timeout(next - now) {
             Ok(report) => {
-                if let Some(c) = &mut limits {
-                    c.report(report.worker, &report.limits);
+                inputs.relayout(&mut merger, &mut limits);
+                if let Some(c) = &mut limits.coordinator {
+                    if report.config_epoch == limits.epoch {
+                        c.report(report.worker, &report.limits);
+                    }
                 }
                 merger.absorb(report)
             }

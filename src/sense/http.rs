@@ -24,12 +24,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The health verdict and its JSON body.
 pub fn health(t: &ResonanceTable) -> (bool, String) {
-    let ups = &t.upstreams[..t.upstreams.len().saturating_sub(1)];
     // A route is usable while one of its upstreams is not down; a name
     // used in several routes is down when any of them is.
     let mut routes: BTreeMap<&str, bool> = BTreeMap::new();
     let mut deps: BTreeMap<&str, bool> = BTreeMap::new();
-    for u in ups {
+    for u in t.serving() {
         *routes.entry(&u.route).or_insert(false) |= !u.is_down();
         *deps.entry(&u.upstream).or_insert(true) &= !u.is_down();
     }

@@ -15,9 +15,9 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::record::{new_histogram, Counters, Report};
+use super::slots::Slots;
 use super::table::{
-    load_resonance, CheckCounts, Health, Resonance, ResonanceTable, Slots, UpstreamState,
-    WorkerState,
+    load_resonance, CheckCounts, Health, Resonance, ResonanceTable, UpstreamState, WorkerState,
 };
 
 /// Time constant of `UpstreamState::recent_us`.
@@ -118,6 +118,19 @@ impl Merger {
             recycle: vec![Vec::new(); workers],
             spare: Vec::new(),
         }
+    }
+
+    /// Takes in a reloaded config's slots: new slots start empty, kept ones
+    /// keep their history; a slot whose route dropped its health checks
+    /// forgets their verdict.
+    pub fn relayout(&mut self, slots: Slots) {
+        self.series.resize_with(slots.len(), Series::default);
+        for (i, s) in self.series.iter_mut().enumerate() {
+            if !slots.checked(i) {
+                s.checked = None;
+            }
+        }
+        self.slots = slots;
     }
 
     /// Absorbs one core's report.
@@ -248,9 +261,15 @@ impl Merger {
             } else {
                 s.window_errors as f64 / s.window_requests as f64
             };
-            let in_flight: u64 = self.in_flight.iter().map(|w| u64::from(w[i])).sum();
+            // A core reports as many slots as its config had.
+            let in_flight: u64 = self
+                .in_flight
+                .iter()
+                .map(|w| w.get(i).map_or(0, |&n| u64::from(n)))
+                .sum();
             let (route, upstream) = self.slots.names(i).clone();
             upstreams.push(UpstreamState {
+                live: self.slots.live(i),
                 route,
                 upstream,
                 p50_us,
@@ -276,6 +295,7 @@ impl Merger {
             upstreams,
             workers: self.workers.clone(),
             limit_shares: Vec::new(),
+            limit_epoch: 0,
         }
     }
 }

@@ -29,6 +29,8 @@ mod json;
 pub mod merge;
 pub mod prometheus;
 pub mod record;
+pub mod slots;
 pub mod table;
 
-pub use table::{load_resonance, CheckCounts, Health, ResonanceTable, Slots, UpstreamState};
+pub use slots::{Registry, Slots};
+pub use table::{load_resonance, CheckCounts, Health, ResonanceTable, UpstreamState};

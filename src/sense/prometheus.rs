@@ -35,9 +35,10 @@ fn open_labels(out: &mut String, name: &str, u: &UpstreamState) {
     out.push('"');
 }
 
-/// Upstream slots: the local one (`-`) has no latency to speak of.
-fn upstreams(t: &ResonanceTable) -> &[UpstreamState] {
-    &t.upstreams[..t.upstreams.len().saturating_sub(1)]
+/// The current config's upstream slots: the local one (`-`) has no
+/// latency to speak of, and upstreams removed by a reload are left out.
+fn upstreams(t: &ResonanceTable) -> Vec<&UpstreamState> {
+    t.serving().collect()
 }
 
 fn gauge_per_upstream(
@@ -56,11 +57,7 @@ fn gauge_per_upstream(
 
 /// The families of active health checks, for the upstreams that have them.
 fn health_checks(out: &mut String, t: &ResonanceTable) {
-    let checked = || {
-        upstreams(t)
-            .iter()
-            .filter(|u| u.checked != Health::Unchecked)
-    };
+    let checked = || t.serving().filter(|u| u.checked != Health::Unchecked);
     let name = "dao_upstream_health_check_up";
     header(
         out,
@@ -117,18 +114,17 @@ fn labelled(
     }
 }
 
-/// One sample per route: `get` summed over the route's upstreams (which
-/// are contiguous in the table).
+/// One sample per route: `get` summed over the route's upstreams, routes
+/// in the order they first appear.
 fn per_route(out: &mut String, t: &ResonanceTable, name: &str, get: fn(&UpstreamState) -> u64) {
-    let ups = upstreams(t);
-    let mut i = 0;
-    while i < ups.len() {
-        let route = &ups[i].route;
-        let mut sum = 0;
-        while i < ups.len() && ups[i].route == *route {
-            sum += get(&ups[i]);
-            i += 1;
+    let mut sums: Vec<(&str, u64)> = Vec::new();
+    for u in t.serving() {
+        match sums.iter_mut().find(|(r, _)| *r == &*u.route) {
+            Some((_, sum)) => *sum += get(u),
+            None => sums.push((&u.route, get(u))),
         }
+    }
+    for (route, sum) in sums {
         out.push_str(name);
         out.push_str("{route=\"");
         label(out, route);
@@ -144,7 +140,7 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
         "counter",
         "Requests answered, by route, upstream, method and status (route \"-\": answered by DAO itself).",
     );
-    for u in &t.upstreams {
+    for u in t.live() {
         let mut codes = u.totals.codes.clone();
         codes.sort_unstable();
         for (m, s, n) in codes {
@@ -303,7 +299,7 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
         ),
     ] {
         header(out, name, "counter", help);
-        for u in &t.upstreams {
+        for u in t.live() {
             open_labels(out, name, u);
             let _ = writeln!(out, "}} {}", get(u));
         }
@@ -352,10 +348,11 @@ mod tests {
         let config = crate::memory::parse(text).unwrap();
         let slots = crate::sense::Slots::new(&config);
         let mut t = ResonanceTable::empty(&slots, 1);
-        t.upstreams[0].totals.retries = 2;
-        t.upstreams[1].totals.retries = 3;
-        t.upstreams[2].totals.retries = 4;
-        t.upstreams[1].totals.breaker_open[Limit::Pending as usize] = 1;
+        // Slot 0 is DAO's own.
+        t.upstreams[1].totals.retries = 2;
+        t.upstreams[2].totals.retries = 3;
+        t.upstreams[3].totals.retries = 4;
+        t.upstreams[2].totals.breaker_open[Limit::Pending as usize] = 1;
         let mut out = String::new();
         render(&t, &mut out);
         assert!(

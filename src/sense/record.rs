@@ -217,8 +217,11 @@ pub struct Report {
     pub connections: u64,
     /// Requests finished in the interval, all slots together.
     pub requests: u64,
-    /// Rate-limit demand in the interval, by `RateSpec::index`.
+    /// Rate-limit demand in the interval, by `RateSpec::index` of the
+    /// config `config_epoch`.
     pub limits: Vec<crate::flow::ratelimit::Demand>,
+    /// The epoch of the config the worker runs (0 before any is applied).
+    pub config_epoch: u64,
 }
 
 #[derive(Debug, Default)]
@@ -251,6 +254,13 @@ impl Recorder {
             requests: 0,
             connections: 0,
             spare: Vec::new(),
+        }
+    }
+
+    /// Makes room for slots handed out by a reload (kept ones stay).
+    pub fn grow(&mut self, slots: usize) {
+        if slots > self.slots.len() {
+            self.slots.resize_with(slots, Slot::default);
         }
     }
 
@@ -374,6 +384,7 @@ impl Recorder {
             connections: self.connections,
             requests: std::mem::take(&mut self.requests),
             limits: Vec::new(),
+            config_epoch: 0,
         }
     }
 }

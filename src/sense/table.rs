@@ -6,80 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::record::Counters;
-use crate::memory::Config;
-
-/// Where each (route, upstream) lives in the per-core and merged arrays.
-/// The last slot holds requests answered by DAO itself (no route, bad
-/// request), labelled `-`.
-#[derive(Debug, Clone)]
-pub struct Slots {
-    base: Vec<usize>,
-    names: Vec<(Arc<str>, Arc<str>)>,
-    /// Whether the slot's route has active health checks.
-    checked: Vec<bool>,
-}
-
-impl Slots {
-    /// The slots of a config's routes, in file order.
-    pub fn new(config: &Config) -> Slots {
-        let mut base = Vec::with_capacity(config.routes.len());
-        let mut names = Vec::new();
-        let mut checked = Vec::new();
-        for r in &config.routes {
-            base.push(names.len());
-            let route: Arc<str> = r.name.as_str().into();
-            for u in &r.upstreams {
-                names.push((route.clone(), u.name.as_str().into()));
-                checked.push(r.health_check.is_some());
-            }
-        }
-        names.push(("-".into(), "-".into()));
-        checked.push(false);
-        Slots {
-            base,
-            names,
-            checked,
-        }
-    }
-
-    /// The slot of a route's upstream.
-    #[inline]
-    pub fn of(&self, route: usize, upstream: usize) -> usize {
-        self.base[route] + upstream
-    }
-
-    /// The slot of requests that reached no upstream.
-    #[inline]
-    pub fn local(&self) -> usize {
-        self.names.len() - 1
-    }
-
-    /// Number of slots, the local one included.
-    pub fn len(&self) -> usize {
-        self.names.len()
-    }
-
-    /// Whether there are no slots (never: the local one is always there).
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// (route, upstream) names of a slot.
-    pub fn names(&self, slot: usize) -> &(Arc<str>, Arc<str>) {
-        &self.names[slot]
-    }
-
-    /// What active checks say of a slot before the first probe: `Up` when
-    /// its route has checks (so that traffic flows from the start),
-    /// `Unchecked` otherwise.
-    pub fn initial_health(&self, slot: usize) -> Health {
-        if self.checked[slot] {
-            Health::Up
-        } else {
-            Health::Unchecked
-        }
-    }
-}
+use super::slots::Slots;
 
 /// An upstream's state as active health checks see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,6 +66,9 @@ pub fn load_resonance(p95_us: u64, error_rate: f64, in_flight: u64, r: &Resonanc
 /// One (route, upstream) in the table.
 #[derive(Debug, Clone)]
 pub struct UpstreamState {
+    /// Whether the current config names it (rows of upstreams removed by a
+    /// reload stay, not live, so that slot numbers keep their meaning).
+    pub live: bool,
     /// Route name (`-` for requests that reached no upstream).
     pub route: Arc<str>,
     /// Upstream name (`-` likewise).
@@ -204,13 +134,16 @@ pub struct ResonanceTable {
     pub epoch: u64,
     /// Time since the proxy started.
     pub uptime: Duration,
-    /// Per slot (see `Slots`), the local slot last.
+    /// Per slot number (see `Slots`): the local slot first, then every
+    /// (route, upstream) configured since start, live or not.
     pub upstreams: Vec<UpstreamState>,
     /// Per worker.
     pub workers: Vec<WorkerState>,
     /// Each core's share of each rate limit for the next interval,
     /// `[worker][RateSpec::index]` (empty when the config has none).
     pub limit_shares: Vec<Vec<crate::flow::ratelimit::Share>>,
+    /// The epoch of the config whose rate limits `limit_shares` are for.
+    pub limit_epoch: u64,
 }
 
 impl ResonanceTable {
@@ -220,6 +153,7 @@ impl ResonanceTable {
             .map(|i| {
                 let (route, upstream) = slots.names(i).clone();
                 UpstreamState {
+                    live: slots.live(i),
                     route,
                     upstream,
                     p50_us: 0,
@@ -245,14 +179,25 @@ impl ResonanceTable {
             upstreams,
             workers: vec![WorkerState::default(); workers],
             limit_shares: Vec::new(),
+            limit_epoch: 0,
         }
     }
 
-    /// The state of a route's upstream, by names.
+    /// The state of a route's upstream, by names (live rows only).
     pub fn get(&self, route: &str, upstream: &str) -> Option<&UpstreamState> {
-        self.upstreams
-            .iter()
+        self.serving()
             .find(|u| &*u.route == route && &*u.upstream == upstream)
+    }
+
+    /// The rows of the upstreams the current config names (not the local
+    /// slot, not upstreams removed by a reload).
+    pub fn serving(&self) -> impl Iterator<Item = &UpstreamState> {
+        self.upstreams.iter().skip(1).filter(|u| u.live)
+    }
+
+    /// The live rows, the local slot first.
+    pub fn live(&self) -> impl Iterator<Item = &UpstreamState> {
+        self.upstreams.iter().filter(|u| u.live)
     }
 
     /// Client connections open, all workers together.

@@ -6,6 +6,11 @@
 //! the idle timeout are dropped when met and by a periodic sweep. Every
 //! open connection, idle or in use, is counted per upstream address (for
 //! the circuit breaker's `max_connections`).
+//!
+//! Addresses are numbered by the worker for its whole life: a config
+//! reload adds numbers (`resize`) and retires the addresses it no longer
+//! names (`retain`): their idle connections close at once, and the ones in
+//! use close when their request ends instead of coming back.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -59,11 +64,13 @@ pub struct PoolStats {
 
 /// Idle upstream connections of one worker.
 pub struct Pool {
-    stacks: Vec<RefCell<Vec<Idle>>>,
+    stacks: RefCell<Vec<Vec<Idle>>>,
     /// Open connections per address, idle or in use.
-    open: Vec<Rc<Cell<u32>>>,
-    max_idle: usize,
-    idle_timeout: Duration,
+    open: RefCell<Vec<Rc<Cell<u32>>>>,
+    /// Per address, whether the config in force names it.
+    live: RefCell<Vec<bool>>,
+    max_idle: Cell<usize>,
+    idle_timeout: Cell<Duration>,
     opened: Cell<u64>,
     reused: Cell<u64>,
 }
@@ -71,21 +78,51 @@ pub struct Pool {
 impl Pool {
     /// A pool for `pools` upstream addresses.
     pub fn new(pools: usize, max_idle: usize, idle_timeout: Duration) -> Pool {
-        Pool {
-            stacks: (0..pools).map(|_| RefCell::new(Vec::new())).collect(),
-            open: (0..pools).map(|_| Rc::new(Cell::new(0))).collect(),
-            max_idle,
-            idle_timeout,
+        let pool = Pool {
+            stacks: RefCell::new(Vec::new()),
+            open: RefCell::new(Vec::new()),
+            live: RefCell::new(Vec::new()),
+            max_idle: Cell::new(max_idle),
+            idle_timeout: Cell::new(idle_timeout),
             opened: Cell::new(0),
             reused: Cell::new(0),
+        };
+        pool.retain(&vec![true; pools]);
+        pool
+    }
+
+    /// Applies a reloaded config: `live[n]` says whether it names address
+    /// `n` (numbers past the pool's are added); idle connections to the
+    /// others close now.
+    pub fn retain(&self, live: &[bool]) {
+        let mut stacks = self.stacks.borrow_mut();
+        let mut open = self.open.borrow_mut();
+        let n = live.len().max(stacks.len());
+        stacks.resize_with(n, Vec::new);
+        open.resize_with(n, || Rc::new(Cell::new(0)));
+        for (stack, &keep) in stacks.iter_mut().zip(live) {
+            if !keep {
+                stack.clear();
+            }
         }
+        let mut l = self.live.borrow_mut();
+        l.clear();
+        l.extend_from_slice(live);
+        l.resize(stacks.len(), false);
+    }
+
+    /// Applies a reloaded config's `pool_max_idle` and `pool_idle_timeout`.
+    pub fn configure(&self, max_idle: usize, idle_timeout: Duration) {
+        self.max_idle.set(max_idle);
+        self.idle_timeout.set(idle_timeout);
     }
 
     /// Takes the warmest idle connection to upstream `pool`, if one is fresh.
     pub fn take(&self, pool: usize, now: Instant) -> Option<UpstreamConn> {
-        let mut stack = self.stacks[pool].borrow_mut();
+        let mut stacks = self.stacks.borrow_mut();
+        let stack = &mut stacks[pool];
         while let Some(idle) = stack.pop() {
-            if now.saturating_duration_since(idle.since) < self.idle_timeout {
+            if now.saturating_duration_since(idle.since) < self.idle_timeout.get() {
                 self.reused.set(self.reused.get() + 1);
                 return Some(idle.stream);
             }
@@ -93,10 +130,15 @@ impl Pool {
         None
     }
 
-    /// Returns a connection whose last response was complete.
+    /// Returns a connection whose last response was complete (closed
+    /// instead when its address was retired by a reload).
     pub fn put(&self, pool: usize, stream: UpstreamConn, now: Instant) {
-        let mut stack = self.stacks[pool].borrow_mut();
-        if stack.len() < self.max_idle {
+        if !self.live.borrow()[pool] {
+            return;
+        }
+        let mut stacks = self.stacks.borrow_mut();
+        let stack = &mut stacks[pool];
+        if stack.len() < self.max_idle.get() {
             stack.push(Idle { stream, since: now });
         }
     }
@@ -114,7 +156,7 @@ impl Pool {
             Ok(Ok(stream)) => {
                 // Heads and small bodies go out in one write; do not wait.
                 let _ = stream.set_nodelay(true);
-                let open = self.open[pool].clone();
+                let open = self.open.borrow()[pool].clone();
                 open.set(open.get() + 1);
                 Ok(UpstreamConn { stream, open })
             }
@@ -126,13 +168,13 @@ impl Pool {
     /// Drops connections idle past the timeout; returns how many.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut closed = 0;
-        for stack in &self.stacks {
-            let mut stack = stack.borrow_mut();
+        let timeout = self.idle_timeout.get();
+        for stack in self.stacks.borrow_mut().iter_mut() {
             let before = stack.len();
             // Oldest first: stop at the first fresh one.
             let stale = stack
                 .iter()
-                .position(|i| now.saturating_duration_since(i.since) < self.idle_timeout)
+                .position(|i| now.saturating_duration_since(i.since) < timeout)
                 .unwrap_or(stack.len());
             stack.drain(..stale);
             closed += before - stack.len();
@@ -142,7 +184,7 @@ impl Pool {
 
     /// Connections open to `pool`'s address, idle or in use.
     pub fn open(&self, pool: usize) -> u32 {
-        self.open[pool].get()
+        self.open.borrow()[pool].get()
     }
 
     /// Reuse counters so far.
