@@ -29,6 +29,8 @@ pub struct Config {
     /// Every intent named in the config (routes, upstreams, relatedness),
     /// sorted; policies refer to them by index.
     pub intents: Vec<String>,
+    /// `[memory]`.
+    pub memory: Memory,
 }
 
 impl Config {
@@ -48,6 +50,18 @@ impl Config {
     pub fn intent_index(&self, name: &[u8]) -> Option<usize> {
         self.intents.iter().position(|i| i.as_bytes() == name)
     }
+}
+
+/// `[memory]`: where applied configs and learned profiles are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Memory {
+    /// Directory of snapshots and profiles; `None`: kept in memory only,
+    /// lost at exit.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Applied configs kept (the newest ones).
+    pub snapshots_keep: usize,
+    /// How often learned service profiles are written to `state_dir`.
+    pub profile_interval: Duration,
 }
 
 /// `[server]`: the downstream side.
