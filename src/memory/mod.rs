@@ -3,6 +3,7 @@
 
 pub mod balancing;
 pub mod config;
+pub mod diff;
 mod raw;
 mod validate;
 
