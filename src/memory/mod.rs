@@ -4,7 +4,10 @@
 pub mod balancing;
 pub mod config;
 pub mod diff;
+pub mod history;
 mod raw;
+#[cfg(test)]
+mod test_dir;
 mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
