@@ -4,6 +4,7 @@
 pub mod balancing;
 pub mod config;
 pub mod diff;
+pub mod guard;
 pub mod history;
 mod raw;
 #[cfg(test)]
