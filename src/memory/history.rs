@@ -15,7 +15,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -310,25 +310,7 @@ fn write(dir: &Path, s: &Snapshot) -> io::Result<()> {
         text: s.text.to_string(),
     };
     let bytes = serde_json::to_vec_pretty(&stored).map_err(io::Error::other)?;
-    write_atomic(dir, &file_name(s.epoch), &bytes)
-}
-
-/// Writes `<dir>/<name>` so that a crash leaves the old file or the new
-/// one, never a part: `<dir>/.<name>.tmp`, synced, renamed over it, and
-/// the directory synced so that the rename itself is durable.
-pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, dir.join(name))?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", dir.join(name).display())))
+    super::atomic::write(dir, &file_name(s.epoch), &bytes)
 }
 
 #[cfg(test)]
