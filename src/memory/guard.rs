@@ -189,15 +189,14 @@ impl Guard {
                 return None;
             }
         };
-        match self.slow.replace(over) {
-            Some(before) => Some(format!(
+        self.slow.replace(over).map(|before| {
+            format!(
                 "p99 {} then {} in two intervals in a row is above the {} limit",
                 ms(before),
                 ms(over),
                 ms(max_us),
-            )),
-            None => None,
-        }
+            )
+        })
     }
 }
 
