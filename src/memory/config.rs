@@ -31,6 +31,8 @@ pub struct Config {
     pub intents: Vec<String>,
     /// The TOML text it was parsed from (kept for snapshots and diffs).
     pub source: std::sync::Arc<str>,
+    /// `[memory]`.
+    pub memory: Memory,
 }
 
 impl Config {
@@ -50,6 +52,18 @@ impl Config {
     pub fn intent_index(&self, name: &[u8]) -> Option<usize> {
         self.intents.iter().position(|i| i.as_bytes() == name)
     }
+}
+
+/// `[memory]`: where applied configs and learned profiles are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Memory {
+    /// Directory of snapshots and profiles; `None`: kept in memory only,
+    /// lost at exit.
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Applied configs kept (the newest ones).
+    pub snapshots_keep: usize,
+    /// How often learned service profiles are written to `state_dir`.
+    pub profile_interval: Duration,
 }
 
 /// `[server]`: the downstream side.

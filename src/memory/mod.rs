@@ -1,13 +1,24 @@
 //! Memory: configuration state — the TOML schema, its validation into
-//! types that cannot hold bad values, and the errors that name each field.
+//! types that cannot hold bad values, and the errors that name each field;
+//! the history of applied configs (`history`) and the diffs between them
+//! (`diff`), guarded-reload verdicts (`guard`), and the service profiles
+//! learned from Sense (`profiles`).
 
+mod atomic;
 pub mod balancing;
 pub mod config;
+pub mod diff;
+pub mod guard;
+pub mod history;
+pub mod profiles;
 mod raw;
+#[cfg(test)]
+mod test_dir;
 mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
 pub use config::{
-    Config, HealthCheck, HostMatch, LogDestination, Proxy, Route, Server, Telemetry, Upstream,
+    Config, HealthCheck, HostMatch, LogDestination, Memory, Proxy, Route, Server, Telemetry,
+    Upstream,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

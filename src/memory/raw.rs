@@ -18,10 +18,19 @@ pub(crate) struct RawConfig {
     pub(crate) telemetry: RawTelemetry,
     #[serde(default)]
     pub(crate) policies: RawPolicies,
-    // Sections owned by modules still to come: accepted by the parser so
+    #[serde(default)]
+    pub(crate) memory: RawMemory,
+    // A section owned by a module still to come: accepted by the parser so
     // that validation can say "not supported yet" with the field's name.
     pub(crate) admin: Option<toml::Table>,
-    pub(crate) memory: Option<toml::Table>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMemory {
+    pub(crate) state_dir: Option<String>,
+    pub(crate) snapshots_keep: Option<i64>,
+    pub(crate) profile_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -87,6 +87,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
 mod balancing;
 mod filters;
 mod health;
+mod memory;
 mod resilience;
 mod telemetry;
 
@@ -114,14 +115,13 @@ impl Validator {
         self.telemetry_enabled = raw.telemetry.enabled.unwrap_or(true);
         let telemetry = self.telemetry(raw.telemetry);
         let policies = self.policies(raw.policies);
-        for (name, section) in [("admin", &raw.admin), ("memory", &raw.memory)] {
-            if let Some(table) = section {
-                if table.is_empty() {
-                    self.not_yet(name);
-                }
-                for key in table.keys() {
-                    self.not_yet(&format!("{name}.{key}"));
-                }
+        let memory = self.memory(raw.memory);
+        if let Some(table) = &raw.admin {
+            if table.is_empty() {
+                self.not_yet("admin");
+            }
+            for key in table.keys() {
+                self.not_yet(&format!("admin.{key}"));
             }
         }
         let mut pools: Vec<SocketAddr> = Vec::new();
@@ -184,6 +184,7 @@ impl Validator {
             policies,
             intents,
             source: Arc::from(""),
+            memory,
         })
     }
 

@@ -721,3 +721,83 @@ fn filter_errors_name_the_field() {
     );
     assert_eq!(c.routes[0].request_timeout, Some(Duration::from_secs(3)));
 }
+
+#[test]
+fn memory_defaults_and_values() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.memory.state_dir, None);
+    assert_eq!(c.memory.snapshots_keep, 20);
+    assert_eq!(c.memory.profile_interval, Duration::from_secs(60));
+
+    let dir = std::env::temp_dir().join(format!("dao-memory-cfg-{}", std::process::id()));
+    let text = format!(
+        "{GOOD}\n[memory]\nstate_dir = {:?}\nsnapshots_keep = 5\nprofile_interval = \"5m\"\n",
+        dir.display().to_string()
+    );
+    // A directory that does not exist yet is accepted: it is created at start.
+    let c = parse(&text).unwrap();
+    assert_eq!(c.memory.state_dir.as_deref(), Some(dir.as_path()));
+    assert_eq!(c.memory.snapshots_keep, 5);
+    assert_eq!(c.memory.profile_interval, Duration::from_secs(300));
+}
+
+#[test]
+fn memory_errors_name_the_field() {
+    let file = std::env::temp_dir().join(format!("dao-memory-file-{}", std::process::id()));
+    std::fs::write(&file, "not a directory").unwrap();
+    let cases = [
+        (
+            "state_dir = \"\"".to_string(),
+            "memory.state_dir: must not be empty",
+        ),
+        (
+            format!("state_dir = {:?}", file.display().to_string()),
+            "memory.state_dir: ",
+        ),
+        (
+            "snapshots_keep = 0".into(),
+            "memory.snapshots_keep: 0 is out of range 1..=10000",
+        ),
+        (
+            "snapshots_keep = 10001".into(),
+            "memory.snapshots_keep: 10001 is out of range",
+        ),
+        (
+            "profile_interval = \"500ms\"".into(),
+            "memory.profile_interval: must be between 1s and 1d",
+        ),
+        (
+            "profile_interval = \"2days\"".into(),
+            "memory.profile_interval: must be between 1s and 1d",
+        ),
+        (
+            "profile_interval = \"0s\"".into(),
+            "memory.profile_interval: must be greater than zero",
+        ),
+        (
+            "profile_interval = \"soon\"".into(),
+            "memory.profile_interval: invalid duration",
+        ),
+    ];
+    for (line, want) in cases {
+        let errs = errors(&format!("{GOOD}\n[memory]\n{line}\n"));
+        assert!(
+            errs.iter().any(|e| e.starts_with(want)),
+            "{line}: want {want:?} in {errs:?}"
+        );
+    }
+    let errs = errors(&format!(
+        "{GOOD}\n[memory]\nstate_dir = {:?}\n",
+        file.display().to_string()
+    ));
+    assert!(
+        errs[0].ends_with("exists and is not a directory"),
+        "{errs:?}"
+    );
+    std::fs::remove_file(&file).unwrap();
+    // Unknown keys and wrong types are the parser's: it names the key.
+    let errs = errors(&format!("{GOOD}\n[memory]\nsnapshot_keep = 3\n"));
+    assert!(errs[0].contains("snapshot_keep"), "{errs:?}");
+    let errs = errors(&format!("{GOOD}\n[memory]\nsnapshots_keep = \"3\"\n"));
+    assert!(errs[0].contains("snapshots_keep"), "{errs:?}");
+}
