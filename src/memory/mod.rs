@@ -8,6 +8,7 @@ mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
 pub use config::{
-    Config, HealthCheck, HostMatch, LogDestination, Proxy, Route, Server, Telemetry, Upstream,
+    Admin, Config, HealthCheck, HostMatch, LogDestination, Proxy, Route, Server, Telemetry,
+    Upstream,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

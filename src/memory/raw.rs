@@ -18,9 +18,11 @@ pub(crate) struct RawConfig {
     pub(crate) telemetry: RawTelemetry,
     #[serde(default)]
     pub(crate) policies: RawPolicies,
-    // Sections owned by modules still to come: accepted by the parser so
-    // that validation can say "not supported yet" with the field's name.
+    /// Read as a table so that unknown keys are named by their path; then
+    /// deserialised into `RawAdmin`.
     pub(crate) admin: Option<toml::Table>,
+    // A section owned by a module still to come: accepted by the parser so
+    // that validation can say "not supported yet" with the field's name.
     pub(crate) memory: Option<toml::Table>,
 }
 
@@ -184,4 +186,12 @@ pub(crate) struct RawUpstream {
     pub(crate) url: String,
     pub(crate) weight: Option<i64>,
     pub(crate) intent: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) bind: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) token_file: Option<String>,
 }

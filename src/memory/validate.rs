@@ -81,6 +81,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 }
 
+mod admin;
 mod balancing;
 mod filters;
 mod health;
@@ -111,7 +112,8 @@ impl Validator {
         self.telemetry_enabled = raw.telemetry.enabled.unwrap_or(true);
         let telemetry = self.telemetry(raw.telemetry);
         let policies = self.policies(raw.policies);
-        for (name, section) in [("admin", &raw.admin), ("memory", &raw.memory)] {
+        let admin = self.admin(raw.admin);
+        for (name, section) in [("memory", &raw.memory)] {
             if let Some(table) = section {
                 if table.is_empty() {
                     self.not_yet(name);
@@ -180,6 +182,7 @@ impl Validator {
             router,
             policies,
             intents,
+            admin,
         })
     }
 
