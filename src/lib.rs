@@ -15,6 +15,7 @@
 //! Protocol and policy logic (`proto`, `align`, `memory`) are sans-IO: they
 //! take bytes and return decisions, so they are tested and fuzzed directly.
 
+pub mod admin;
 pub mod align;
 mod alloc;
 pub mod clock;

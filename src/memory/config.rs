@@ -3,6 +3,7 @@
 //! every worker behind an `Arc`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::balancing::{Balancing, Policies, Policy};
@@ -33,6 +34,9 @@ pub struct Config {
     pub source: std::sync::Arc<str>,
     /// `[memory]`.
     pub memory: Memory,
+    /// `[admin]`: the admin API's listener and token; `None` when the
+    /// section is absent (no admin API).
+    pub admin: Option<Admin>,
 }
 
 impl Config {
@@ -222,4 +226,24 @@ pub struct Upstream {
     pub intents: Vec<String>,
     /// Index of its connection pool in `Config::pools`.
     pub pool: usize,
+}
+
+/// `[admin]`: where the admin API listens and the bearer token it wants.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Listening address (default `127.0.0.1:9901`).
+    pub bind: SocketAddr,
+    /// The bearer token every request must carry (at least 16 visible
+    /// ASCII characters), from `token` or read from `token_file`.
+    pub token: Arc<str>,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a secret: never in logs or panic messages.
+        f.debug_struct("Admin")
+            .field("bind", &self.bind)
+            .field("token", &"<redacted>")
+            .finish()
+    }
 }

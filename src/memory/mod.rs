@@ -18,7 +18,8 @@ mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
 pub use config::{
-    Config, HealthCheck, HostMatch, LogDestination, Memory, Proxy, Route, Server, Telemetry,
+    Admin, Config, HealthCheck, HostMatch, LogDestination, Memory, Proxy, Route, Server,
+    Telemetry,
     Upstream,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

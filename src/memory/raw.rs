@@ -20,8 +20,8 @@ pub(crate) struct RawConfig {
     pub(crate) policies: RawPolicies,
     #[serde(default)]
     pub(crate) memory: RawMemory,
-    // A section owned by a module still to come: accepted by the parser so
-    // that validation can say "not supported yet" with the field's name.
+    /// Read as a table so that unknown keys are named by their path; then
+    /// deserialised into `RawAdmin`.
     pub(crate) admin: Option<toml::Table>,
 }
 
@@ -193,4 +193,12 @@ pub(crate) struct RawUpstream {
     pub(crate) url: String,
     pub(crate) weight: Option<i64>,
     pub(crate) intent: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAdmin {
+    pub(crate) bind: Option<String>,
+    pub(crate) token: Option<String>,
+    pub(crate) token_file: Option<String>,
 }

@@ -84,6 +84,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     }
 }
 
+mod admin;
 mod balancing;
 mod filters;
 mod health;
@@ -116,14 +117,7 @@ impl Validator {
         let telemetry = self.telemetry(raw.telemetry);
         let policies = self.policies(raw.policies);
         let memory = self.memory(raw.memory);
-        if let Some(table) = &raw.admin {
-            if table.is_empty() {
-                self.not_yet("admin");
-            }
-            for key in table.keys() {
-                self.not_yet(&format!("admin.{key}"));
-            }
-        }
+        let admin = self.admin(raw.admin);
         let mut pools: Vec<SocketAddr> = Vec::new();
         let mut routes = Vec::new();
         if raw.routes.rule.is_empty() {
@@ -185,6 +179,7 @@ impl Validator {
             intents,
             source: Arc::from(""),
             memory,
+            admin,
         })
     }
 

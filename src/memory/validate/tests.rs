@@ -88,16 +88,104 @@ fn good_config_loads() {
 #[test]
 fn not_supported_yet_names_the_field() {
     let text = GOOD.replace(
-        "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }",
-        "request_headers_add = { \"X-DAO-Gateway\" = \"true\" }\n  api_keys = [\"k\"]",
-    ) + "\n[admin]\nbind = \"127.0.0.1:9000\"\n";
-    let text = text.replace("  api_keys = [\"k\"]", "");
+        "bind = \"127.0.0.1:0\"",
+        "bind = \"127.0.0.1:0\"\ntls_cert = \"cert.pem\"",
+    );
     let errs = errors(&text);
-
     assert!(
-        errs.contains(&"admin.bind: not supported yet".to_string()),
+        errs.contains(&"server.tls_cert: not supported yet".to_string()),
         "{errs:?}"
     );
+}
+
+#[test]
+fn admin_is_absent_by_default() {
+    assert!(parse(GOOD).unwrap().admin.is_none());
+}
+
+#[test]
+fn admin_loads_with_token_and_default_bind() {
+    let c = parse(&format!("{GOOD}\n[admin]\ntoken = \"0123456789abcdef\"\n")).unwrap();
+    let admin = c.admin.expect("admin");
+    assert_eq!(admin.bind, "127.0.0.1:9901".parse().unwrap());
+    assert_eq!(&*admin.token, "0123456789abcdef");
+    // The token never shows in debug output.
+    assert!(!format!("{admin:?}").contains("0123456789abcdef"));
+}
+
+#[test]
+fn admin_reads_the_token_file() {
+    let dir = std::env::temp_dir().join(format!("dao-admin-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("token");
+    std::fs::write(&file, "s3cr3t-t0ken-from-file\r\n").unwrap();
+    let text = format!(
+        "{GOOD}\n[admin]\nbind = \"[::1]:0\"\ntoken_file = {:?}\n",
+        file.to_str().unwrap()
+    );
+    let admin = parse(&text).unwrap().admin.unwrap();
+    assert_eq!(admin.bind, "[::1]:0".parse().unwrap());
+    assert_eq!(&*admin.token, "s3cr3t-t0ken-from-file");
+
+    // A file holding only a newline is empty.
+    std::fs::write(&file, "\n").unwrap();
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("admin.token_file: ") && errs[0].ends_with("is empty"));
+
+    // A short token read from a file is named by the file's key.
+    std::fs::write(&file, "short\n").unwrap();
+    assert_eq!(
+        errors(&text),
+        ["admin.token_file: the token is too short: at least 16 characters are required"]
+    );
+
+    std::fs::remove_dir_all(&dir).unwrap();
+    let errs = errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("admin.token_file: cannot read "),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn admin_errors_name_the_field() {
+    let cases: &[(&str, &str)] = &[
+        (
+            "",
+            "admin.token: is required: set token, or token_file to read it from a file",
+        ),
+        (
+            "token = \"0123456789abcdef\"\ntoken_file = \"/nonexistent\"",
+            "admin.token: set either token or token_file, not both",
+        ),
+        ("token = \"\"", "admin.token: is empty"),
+        (
+            "token = \"0123456789abcde\"",
+            "admin.token: the token is too short: at least 16 characters are required",
+        ),
+        (
+            "token = \"0123456789 abcdef\"",
+            "admin.token: the token must be visible ASCII characters only (no spaces or control characters)",
+        ),
+        (
+            "token = \"0123456789abcdef\"\nbind = \"localhost\"",
+            "admin.bind: \"localhost\" is not an address such as \"127.0.0.1:9901\"",
+        ),
+        (
+            "token = \"0123456789abcdef\"\nport = 1",
+            "admin.port: unknown key (expected one of bind, token, token_file)",
+        ),
+    ];
+    for (body, want) in cases {
+        let errs = errors(&format!("{GOOD}\n[admin]\n{body}\n"));
+        assert_eq!(errs, [*want], "for {body:?}");
+    }
+    // A wrong type is reported under the section.
+    let errs = errors(&format!("{GOOD}\n[admin]\ntoken = 5\n"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("admin: "), "{errs:?}");
 }
 
 #[test]
