@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use dao::memory::{self, Config};
-use dao::runtime::{signals, Server};
+use dao::runtime::{signals, Options, Server};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Command::Check) => check(cli.config),
         Some(Command::Demo { bind, workers }) => match dao::demo::config(bind, workers) {
-            Ok((config, banner)) => serve(config, Some(banner), cli.exit_after_requests),
+            Ok((config, banner)) => serve(config, None, Some(banner), cli.exit_after_requests),
             Err(e) => {
                 eprintln!("dao demo: {e}");
                 ExitCode::FAILURE
@@ -66,7 +66,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             };
             match memory::load_file(&path) {
-                Ok(config) => serve(config, None, cli.exit_after_requests),
+                Ok(config) => serve(config, Some(path), None, cli.exit_after_requests),
                 Err(e) => {
                     eprintln!("dao: invalid configuration {}:\n{e}", path.display());
                     ExitCode::FAILURE
@@ -134,14 +134,26 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn serve(config: Config, banner: Option<String>, exit_after: Option<u64>) -> ExitCode {
+fn serve(
+    config: Config,
+    path: Option<PathBuf>,
+    banner: Option<String>,
+    exit_after: Option<u64>,
+) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
-    if let Err(e) = signals::install(&stop) {
+    let hup = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signals::install(&stop).and_then(|()| signals::install_reload(&hup)) {
         eprintln!("dao: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
     let workers = config.server.workers;
-    let server = match Server::start_with(config, stop, exit_after) {
+    let opts = Options {
+        stop: Some(stop),
+        exit_after,
+        config_path: path,
+        hup: Some(hup),
+    };
+    let server = match Server::start_opts(config, opts) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("dao: cannot start: {e}");
@@ -156,6 +168,9 @@ fn serve(config: Config, banner: Option<String>, exit_after: Option<u64>) -> Exi
     let telemetry = server.telemetry_addr();
     if let Some(t) = telemetry {
         println!("telemetry on http://{t} (/metrics, /health)");
+    }
+    if let Some(a) = server.admin_addr() {
+        println!("admin API on http://{a}/api/v1/ (daoctl --admin http://{a})");
     }
     if let Some(b) = banner {
         let t = telemetry.map(|t| t.to_string()).unwrap_or_default();

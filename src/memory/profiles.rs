@@ -40,7 +40,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::Config;
-use crate::sense::ResonanceTable;
+use crate::sense::{ResonanceTable, Slots};
 
 /// Error rate above which an interval is bad.
 pub const BAD_ERROR_RATE: f64 = 0.01;
@@ -147,6 +147,8 @@ struct Figures {
 /// One table slot's tie to its profile, and its totals at the last update.
 #[derive(Debug)]
 struct Link {
+    /// The (route, upstream)'s slot in the tables.
+    slot: usize,
     route: Arc<str>,
     upstream: Arc<str>,
     profile: usize,
@@ -189,14 +191,15 @@ impl Profiles {
     /// empty ones for new keys). Call it with the config the tables come
     /// from, before the first `update` and again after each reload; the
     /// first table after it only sets the starting totals.
-    pub fn bind(&mut self, config: &Config) {
+    pub fn bind(&mut self, config: &Config, slots: &Slots) {
         self.links.clear();
-        for route in &config.routes {
+        for (r, route) in config.routes.iter().enumerate() {
             let intent = route.intent.as_deref().unwrap_or("");
             let route_name: Arc<str> = route.name.as_str().into();
-            for u in &route.upstreams {
+            for (i, u) in route.upstreams.iter().enumerate() {
                 let profile = self.index(&u.name, u.addr, intent);
                 self.links.push(Link {
+                    slot: slots.of(r, i),
                     route: route_name.clone(),
                     upstream: u.name.as_str().into(),
                     profile,
@@ -246,7 +249,11 @@ impl Profiles {
         for a in &mut self.acc {
             *a = Acc::default();
         }
-        for (link, state) in self.links.iter_mut().zip(&table.upstreams) {
+        for link in self.links.iter_mut() {
+            let Some(state) = table.upstreams.get(link.slot) else {
+                link.primed = false;
+                continue;
+            };
             if *link.route != *state.route || *link.upstream != *state.upstream {
                 link.primed = false;
                 continue;

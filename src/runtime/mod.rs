@@ -1,6 +1,7 @@
 //! Runtime: the pinned worker threads, their start and their graceful stop.
 
 pub(crate) mod generation;
+pub mod reload;
 pub mod signals;
 pub mod worker;
 
@@ -13,6 +14,8 @@ use std::thread::JoinHandle;
 use crate::align::health::Checker;
 use crate::clock;
 use crate::gate::listener;
+use crate::memory::history::{History, Source};
+use crate::memory::profiles::Profiles;
 use crate::memory::Config;
 use crate::sense::control::{self, Layout, Published};
 use crate::sense::{access_log, http, Registry, ResonanceTable};
@@ -29,14 +32,31 @@ pub struct Server {
     /// The telemetry listener's address, thread and stop flag.
     telemetry: Option<(SocketAddr, JoinHandle<()>, Arc<AtomicBool>)>,
     access_log: Option<JoinHandle<()>>,
-    /// The active health checks' thread, when a route has checks.
-    health: Option<Checker>,
+    /// The reload thread (it owns the active health checks' thread).
+    reload: Option<reload::Thread>,
+    /// The admin listener's address, thread and stop flag.
+    admin: Option<(SocketAddr, JoinHandle<()>, Arc<AtomicBool>)>,
+}
+
+/// How a [`Server`] runs besides its config.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// Set to stop (graceful); a fresh flag when `None`.
+    pub stop: Option<Arc<AtomicBool>>,
+    /// Stop after this many responses on any one worker (profiling runs,
+    /// where a process blocked in io_uring under valgrind misses signals).
+    pub exit_after: Option<u64>,
+    /// The file the config came from: watched, and read again on SIGHUP
+    /// or an API reload without a body.
+    pub config_path: Option<std::path::PathBuf>,
+    /// Set by SIGHUP (see `signals::install_reload`).
+    pub hup: Option<Arc<AtomicBool>>,
 }
 
 impl Server {
     /// Binds the listeners and starts one pinned worker per configured core.
     pub fn start(config: Config) -> io::Result<Server> {
-        Server::start_with(config, Arc::new(AtomicBool::new(false)), None)
+        Server::start_opts(config, Options::default())
     }
 
     /// As [`Server::start`], stopping when `stop` becomes true, or after
@@ -47,9 +67,49 @@ impl Server {
         stop: Arc<AtomicBool>,
         exit_after: Option<u64>,
     ) -> io::Result<Server> {
+        let opts = Options {
+            stop: Some(stop),
+            exit_after,
+            ..Options::default()
+        };
+        Server::start_opts(config, opts)
+    }
+
+    /// Starts with `opts`: see [`Options`].
+    pub fn start_opts(config: Config, opts: Options) -> io::Result<Server> {
+        let Options {
+            stop,
+            exit_after,
+            config_path,
+            hup,
+        } = opts;
+        let stop = stop.unwrap_or_default();
         let started = clock::now();
         let config = Arc::new(config);
         let count = config.server.workers;
+        // The state directory: applied configs and learned profiles.
+        let (mut history, warnings) = History::open(
+            config.memory.state_dir.as_deref(),
+            config.memory.snapshots_keep,
+        )
+        .map_err(|e| io::Error::new(e.kind(), format!("memory.state_dir: {e}")))?;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let (mut profiles, warnings) = match &config.memory.state_dir {
+            Some(dir) => Profiles::load(dir),
+            None => (Profiles::new(), Vec::new()),
+        };
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+        let admin_listener = match &config.admin {
+            Some(a) => Some(
+                std::net::TcpListener::bind(a.bind)
+                    .map_err(|e| io::Error::new(e.kind(), format!("admin.bind {}: {e}", a.bind)))?,
+            ),
+            None => None,
+        };
         let listeners = listener::bind_all(config.server.bind, count)?;
         let addr = listeners[0].local_addr()?;
         let telemetry_listener = match config.telemetry.prometheus_bind {
@@ -63,11 +123,15 @@ impl Server {
         }
         let mut registry = Registry::default();
         let slots = registry.layout(&config);
-        let epoch = 1;
+        profiles.bind(&config, &slots);
+        let epoch = history
+            .record(Source::Start, &config.source, None, clock::unix_secs())
+            .map_err(|e| io::Error::new(e.kind(), format!("memory.state_dir: {e}")))?
+            .epoch;
         // Health checks need the control thread (validation refuses them
         // with telemetry off): verdicts reach the workers in its table.
         let (checks_tx, checks_rx) = std::sync::mpsc::channel();
-        let (_layouts_tx, layouts_rx) = std::sync::mpsc::channel();
+        let (layouts_tx, layouts_rx) = std::sync::mpsc::channel();
         let (control, mut links) = if config.telemetry.enabled {
             let (handle, published, links) = control::start(
                 &config.telemetry,
@@ -75,6 +139,7 @@ impl Server {
                     epoch,
                     slots: slots.clone(),
                     budgets: budgets(&config),
+                    seeds: seeds(&profiles, &config, &slots),
                 },
                 count,
                 started,
@@ -108,7 +173,7 @@ impl Server {
             _ => None,
         };
         let health = match &control {
-            Some(_) => Checker::start(&config, &slots, checks_tx)?,
+            Some(_) => Checker::start(&config, &slots, checks_tx.clone())?,
             None => None,
         };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -137,6 +202,33 @@ impl Server {
                 .spawn(move || worker::run(setup))?;
             workers.push(handle);
         }
+        let reload = reload::start(reload::Start {
+            config: config.clone(),
+            epoch,
+            registry,
+            slots,
+            history,
+            profiles,
+            path: config_path,
+            inboxes,
+            layouts: layouts_tx,
+            checks: checks_tx,
+            checker: health,
+            table: control.as_ref().map(|(_, p)| p.clone()),
+            started,
+            stop: stop.clone(),
+            hup: hup.unwrap_or_default(),
+        })?;
+        let admin = match (admin_listener, &config.admin) {
+            (Some(l), Some(a)) => {
+                let aaddr = l.local_addr()?;
+                let astop = Arc::new(AtomicBool::new(false));
+                let backend: Arc<dyn crate::admin::Backend> = Arc::new(reload.reloads.clone());
+                let h = crate::admin::start(l, a.token.clone(), backend, astop.clone())?;
+                Some((aaddr, h, astop))
+            }
+            _ => None,
+        };
         Ok(Server {
             addr,
             stop,
@@ -144,7 +236,8 @@ impl Server {
             control,
             telemetry,
             access_log,
-            health,
+            reload: Some(reload),
+            admin,
         })
     }
 
@@ -158,9 +251,22 @@ impl Server {
         self.control.as_ref().map(|(_, p)| p.load_full())
     }
 
-    /// The address the listeners are bound to.
+    /// The address the listeners were first bound to.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin API's address, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.0)
+    }
+
+    /// A handle to apply configs, as the admin API does.
+    pub fn reloads(&self) -> reload::Reloads {
+        self.reload
+            .as_ref()
+            .map(|r| r.reloads.clone())
+            .expect("the reload thread runs until wait")
     }
 
     /// Asks the workers to stop accepting and finish in-flight requests.
@@ -170,14 +276,18 @@ impl Server {
 
     /// Waits until every worker has stopped; returns each one's upstream
     /// connection counters.
-    pub fn wait(self) -> Vec<PoolStats> {
-        let stats = self
-            .workers
+    pub fn wait(mut self) -> Vec<PoolStats> {
+        let stats = std::mem::take(&mut self.workers)
             .into_iter()
             .map(|h| h.join().unwrap_or_default())
             .collect();
-        if let Some(checker) = self.health {
-            checker.stop();
+        if let Some((_, h, stop)) = self.admin.take() {
+            stop.store(true, Ordering::Relaxed);
+            let _ = h.join();
+        }
+        // It stops the health checks and saves the profiles.
+        if let Some(r) = self.reload.take() {
+            r.stop();
         }
         // The workers' senders are gone: these threads finish their queues
         // (a last merge, the last log lines) and end.
@@ -208,4 +318,18 @@ fn budgets(config: &Config) -> Vec<crate::flow::ratelimit::Budget> {
         .iter()
         .map(|r| r.limiter(config.server.workers, 0).budget())
         .collect()
+}
+
+/// Recent latencies learned in earlier runs, for the slots of `config`.
+fn seeds(profiles: &Profiles, config: &Config, slots: &crate::sense::Slots) -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    for (r, route) in config.routes.iter().enumerate() {
+        let intent = route.intent.as_deref().unwrap_or("");
+        for (u, up) in route.upstreams.iter().enumerate() {
+            if let Some(seed) = profiles.seed(&up.name, up.addr, intent) {
+                out.push((slots.of(r, u), seed.recent_us as f64));
+            }
+        }
+    }
+    out
 }

@@ -56,6 +56,9 @@ pub struct Layout {
     pub slots: Slots,
     /// Its global rate limits, by `RateSpec::index`.
     pub budgets: Vec<Budget>,
+    /// Recent latencies (µs) learned in an earlier run (service
+    /// profiles), for slots that have none yet: the balancers start warm.
+    pub seeds: Vec<(usize, f64)>,
 }
 
 /// Starts the control thread; returns it, the table it publishes and one
@@ -75,6 +78,7 @@ pub fn start(
         epoch,
         slots,
         budgets,
+        seeds,
     } = first;
     let published: Published = Arc::new(ArcSwap::from_pointee(ResonanceTable::empty(
         &slots, workers,
@@ -101,7 +105,8 @@ pub fn start(
             queue_ref: telemetry.queue_ref,
         },
     );
-    let merger = Merger::new(shape, slots, workers);
+    let mut merger = Merger::new(shape, slots, workers);
+    merger.seed(&seeds);
     let limits = Limits {
         epoch,
         workers,
@@ -150,6 +155,7 @@ impl Inputs {
     fn relayout(&self, merger: &mut Merger, limits: &mut Limits) {
         while let Ok(l) = self.layouts.try_recv() {
             merger.relayout(l.slots);
+            merger.seed(&l.seeds);
             limits.epoch = l.epoch;
             let fresh = Limits {
                 coordinator: None,

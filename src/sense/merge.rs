@@ -133,6 +133,18 @@ impl Merger {
         self.slots = slots;
     }
 
+    /// Gives slots with no latency seen yet a recent latency learned
+    /// before (µs), so that the first tables are not cold.
+    pub fn seed(&mut self, seeds: &[(usize, f64)]) {
+        for &(slot, recent_us) in seeds {
+            if let Some(s) = self.series.get_mut(slot) {
+                if s.recent_us == 0.0 && recent_us.is_finite() && recent_us > 0.0 {
+                    s.recent_us = recent_us;
+                }
+            }
+        }
+    }
+
     /// Absorbs one core's report.
     pub fn absorb(&mut self, mut report: Report) {
         let w = report.worker;

@@ -35,12 +35,14 @@ name = "rest"
   url = "http://127.0.0.1:1"
 "#;
 
-/// Slots: 0 api/a, 1 api/b, 2 api2/a, 3 rest/a, 4 local.
+/// The config's (route, upstream)s: 0 api/a, 1 api/b, 2 api2/a, 3 rest/a;
+/// each is at slot index + 1 in the tables (slot 0 is DAO's own).
 fn setup() -> (Profiles, ResonanceTable) {
     let config = crate::memory::parse(CONFIG).unwrap();
     let mut p = Profiles::new();
-    p.bind(&config);
-    let table = ResonanceTable::empty(&Slots::new(&config), 1);
+    let slots = Slots::new(&config);
+    p.bind(&config, &slots);
+    let table = ResonanceTable::empty(&slots, 1);
     (p, table)
 }
 
@@ -53,8 +55,8 @@ fn addr(port: u16) -> SocketAddr {
 fn step(t: &mut ResonanceTable, ms: u64, slots: &[(usize, u64, u64, [u64; 3])]) {
     t.epoch += 1;
     t.uptime += Duration::from_millis(ms);
-    for &(slot, requests, errors, [p50, p95, p99]) in slots {
-        let u = &mut t.upstreams[slot];
+    for &(index, requests, errors, [p50, p95, p99]) in slots {
+        let u = &mut t.upstreams[index + 1];
         u.totals.requests += requests;
         u.totals.errors += errors;
         (u.p50_us, u.p95_us, u.p99_us) = (p50 * 1000, p95 * 1000, p99 * 1000);
@@ -156,8 +158,8 @@ fn slow_intervals_are_bad_once_the_good_baseline_is_warm() {
     // At the limit: good.
     t.epoch += 1;
     t.uptime += Duration::from_secs(1);
-    t.upstreams[1].totals.requests += 10;
-    t.upstreams[1].p99_us = (limit * 1000.0).floor() as u64;
+    t.upstreams[2].totals.requests += 10;
+    t.upstreams[2].p99_us = (limit * 1000.0).floor() as u64;
     p.update(&t, 31);
     let b = profile(&p, "b", 2, "realtime");
     assert_eq!(b.good.unwrap().intervals, good.intervals + 1);
@@ -225,12 +227,12 @@ fn mismatched_tables_repeats_and_resets_only_restart_the_count() {
     assert_eq!(profile(&p, "b", 2, "realtime").good.unwrap().intervals, 1);
     // A table from another config generation: slot 1 is someone else.
     let mut other = t.clone();
-    other.upstreams[1].upstream = "zz".into();
+    other.upstreams[2].upstream = "zz".into();
     step(&mut other, 1000, &[(1, 100, 100, [10, 10, 10])]);
     p.update(&other, 3);
     // Totals that went backwards (a new merger): restart, learn nothing.
     let mut reset = t.clone();
-    reset.upstreams[1].totals.requests = 5;
+    reset.upstreams[2].totals.requests = 5;
     reset.epoch = other.epoch + 1;
     reset.uptime = other.uptime + Duration::from_secs(1);
     p.update(&reset, 4);
@@ -292,8 +294,9 @@ fn saved_profiles_load_and_keep_learning() {
     );
     // Bound to the config, it folds new intervals into what it loaded.
     let config = crate::memory::parse(CONFIG).unwrap();
-    loaded.bind(&config);
-    let mut t = ResonanceTable::empty(&Slots::new(&config), 1);
+    let slots = Slots::new(&config);
+    loaded.bind(&config, &slots);
+    let mut t = ResonanceTable::empty(&slots, 1);
     loaded.update(&t, 80);
     step(&mut t, 1000, &[(1, 100, 0, [20, 22, 24])]);
     loaded.update(&t, 81);
