@@ -437,3 +437,105 @@ fn profiles_are_learned_saved_and_loaded() {
     server.shutdown();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn daoctl_drives_the_running_server_through_the_admin_api() {
+    let a = Backend::text("a");
+    let b = Backend::text("b");
+    let token = "reload-test-token-0123";
+    let admin = format!("[admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{token}\"\n");
+    let server = start(&text(1, &admin, &[("a", a.addr, 1)]), None, None);
+    let addr = server.local_addr();
+    let url = format!("http://{}", server.admin_addr().expect("admin listener"));
+    let daoctl = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_daoctl"))
+            .args(["--admin", &url, "--token", token])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = daoctl(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let status = json(&["status"]);
+    let first = status["config_epoch"].as_u64().unwrap();
+    assert_eq!(status["workers"], 1);
+    assert_eq!(status["listen"][0], addr.to_string());
+
+    let dir = temp_dir("daoctl");
+    let file = dir.join("b.toml");
+    std::fs::write(&file, text(1, &admin, &[("b", b.addr, 1)])).unwrap();
+    let out = daoctl(&["reload", "--file", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    until_all(addr, "b");
+    let ups = daoctl(&["upstreams"]);
+    let table = String::from_utf8_lossy(&ups.stdout);
+    assert!(table.contains(&b.addr.to_string()), "{table}");
+    let routes = json(&["routes"]);
+    assert_eq!(routes["routes"][0]["upstreams"][0], "b");
+    let snaps = json(&["snapshots"]);
+    assert_eq!(snaps["snapshots"].as_array().unwrap().len(), 2, "{snaps}");
+    let diff = daoctl(&["diff", &first.to_string()]);
+    let diff = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        diff.contains(&format!("+url = \"http://{}\"", b.addr)),
+        "{diff}"
+    );
+
+    let out = daoctl(&["rollback", &first.to_string()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    until_all(addr, "a");
+
+    // A bad config: exit 1, the field named, the running config kept.
+    std::fs::write(
+        &file,
+        text(1, &admin, &[("b", b.addr, 1)]).replace("weight = 1", "weight = 0"),
+    )
+    .unwrap();
+    let out = daoctl(&["reload", "--file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("routes.rule[0].upstreams[0].weight"), "{err}");
+    assert_eq!(bodies(addr, 3), vec!["a"; 3]);
+    // The admin section itself cannot change while running.
+    let other = admin.replace(token, "another-token-0123456789");
+    std::fs::write(&file, text(1, &other, &[("a", a.addr, 1)])).unwrap();
+    let out = daoctl(&["reload", "--file", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin:"));
+    // A wrong token is refused.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_daoctl"))
+        .args([
+            "--admin",
+            &url,
+            "--token",
+            "wrong-token-but-long-enough",
+            "status",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    // Drain: DAO stops accepting, finishes, and stops.
+    let drained = json(&["drain"]);
+    assert_eq!(drained["draining"], true);
+    server.wait();
+    assert!(TcpStream::connect(addr).is_err());
+    let _ = std::fs::remove_dir_all(&dir);
+}

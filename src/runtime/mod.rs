@@ -216,6 +216,7 @@ impl Server {
             checker: health,
             table: control.as_ref().map(|(_, p)| p.clone()),
             started,
+            listen: vec![addr],
             stop: stop.clone(),
             hup: hup.unwrap_or_default(),
         })?;

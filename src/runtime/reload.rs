@@ -208,6 +208,8 @@ pub(crate) struct Start {
     pub(crate) checker: Option<Checker>,
     pub(crate) table: Option<Published>,
     pub(crate) started: Instant,
+    /// The addresses the listeners are bound to.
+    pub(crate) listen: Vec<SocketAddr>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) hup: Arc<AtomicBool>,
 }
@@ -232,7 +234,7 @@ pub(crate) fn start(s: Start) -> std::io::Result<Thread> {
     let watched = s.path.as_deref().and_then(stamp);
     let next_save = clock::now() + s.config.memory.profile_interval;
     let r = Reloader {
-        listen: vec![s.config.server.bind],
+        listen: s.listen,
         current: s.config,
         epoch: s.epoch,
         registry: s.registry,
@@ -630,6 +632,9 @@ impl Reloader {
             seeds: super::seeds(&self.profiles, &config, &slots),
         });
         self.restart_checks(&config, &slots);
+        if let Some(Some(l)) = sockets.first() {
+            self.listen = vec![l.local_addr().unwrap_or(config.server.bind)];
+        }
         for (inbox, listener) in self.inboxes.iter().zip(sockets.iter_mut()) {
             // A worker that has stopped no longer needs it.
             let _ = inbox.send(Applied {
@@ -638,9 +643,6 @@ impl Reloader {
                 slots: slots.clone(),
                 listener: listener.take(),
             });
-        }
-        if config.server.bind != self.current.server.bind {
-            self.listen = vec![config.server.bind];
         }
         tracing::info!(epoch, source = ?source, sha256 = %snap.sha256, "config applied");
         self.profiles.bind(&config, &slots);

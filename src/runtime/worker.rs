@@ -226,7 +226,8 @@ impl Worker {
         }
         *self.gen.borrow_mut() = Rc::new(gen);
         if let Some(listener) = listener {
-            self.close_listeners();
+            // The old loops end at their next turn.
+            drop(self.close_listeners());
             self.listen(listener);
         }
         tracing::debug!(worker = self.id, epoch, "config applied");
@@ -245,21 +246,26 @@ impl Worker {
         let canceller = Canceller::new();
         let closed = Rc::new(Cell::new(false));
         let task = accept_loop(listener, self.clone(), canceller.handle(), closed.clone());
-        monoio::spawn(task);
+        let task = monoio::spawn(task);
         self.accepting.borrow_mut().push(Accepting {
             addr,
             canceller,
             closed,
+            task,
         });
     }
 
-    /// Stops every accept loop; their listeners close.
-    fn close_listeners(&self) {
+    /// Stops every accept loop; their listeners close once the loops
+    /// have seen it (the returned tasks end then).
+    fn close_listeners(&self) -> Vec<monoio::task::JoinHandle<()>> {
+        let mut tasks = Vec::new();
         for a in self.accepting.borrow_mut().drain(..) {
             tracing::debug!(worker = self.id, addr = ?a.addr, "listener closed");
             a.closed.set(true);
             a.canceller.cancel();
+            tasks.push(a.task);
         }
+        tasks
     }
 
     /// A buffer for upstream responses: twice the usual size, so that a
@@ -299,6 +305,7 @@ struct Accepting {
     canceller: Canceller,
     /// Set before cancelling: the loop ends instead of backing off.
     closed: Rc<Cell<bool>>,
+    task: monoio::task::JoinHandle<()>,
 }
 
 /// What a worker is started with.
@@ -391,7 +398,11 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             let report = std::pin::pin!(report_loop(&worker));
             futures_util::future::select(watch, report).await;
         }
-        worker.close_listeners();
+        // The sockets close now: new connections are refused while the
+        // ones in flight finish.
+        for task in worker.close_listeners() {
+            task.await;
+        }
         worker.stopping.set(true);
         {
             // Keep reporting while in-flight requests finish.
