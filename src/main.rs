@@ -170,7 +170,7 @@ fn serve(
         println!("telemetry on http://{t} (/metrics, /health)");
     }
     if let Some(a) = server.admin_addr() {
-        println!("admin API on http://{a}/api/v1/ (daoctl --admin http://{a})");
+        println!("admin API on http://{a} (/api/v1/…; daoctl --admin http://{a})");
     }
     if let Some(b) = banner {
         let t = telemetry.map(|t| t.to_string()).unwrap_or_default();

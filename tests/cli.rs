@@ -217,3 +217,74 @@ fn shutdown_timeout_bounds_the_wait() {
     assert!(started.elapsed() < Duration::from_secs(3));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// SIGHUP reads the config file again (here unchanged: the reload says so
+/// in the admin API's status); an edited file is applied.
+#[test]
+fn sighup_reads_the_config_again() {
+    let a = Backend::text("a");
+    let b = Backend::text("b");
+    let token = "cli-sighup-token-0123456";
+    let text = |backend: SocketAddr| {
+        format!(
+            "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+             [admin]\nbind = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\
+             [[routes.rule]]\nname = \"r\"\n[[routes.rule.upstreams]]\nname = \"u\"\nurl = \"http://{backend}\"\n"
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("dao-cli-hup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("dao.toml");
+    std::fs::write(&path, text(a.addr)).unwrap();
+    let (mut child, addrs) = spawn_reading(&["--config", path.to_str().unwrap()], 2);
+    let (addr, admin) = (addrs[0], addrs[1]);
+    let status = || -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_daoctl"))
+            .args([
+                "--admin",
+                &format!("http://{admin}"),
+                "--token",
+                token,
+                "--json",
+                "status",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(Client::connect(addr).get("/").text(), "a");
+    let hup = |child: &Child| {
+        let s = Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(s.success());
+    };
+    hup(&child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = status();
+        if s["last_reload"]["source"] == "signal" {
+            assert_eq!(s["last_reload"]["result"], "unchanged", "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP not seen: {s}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(&path, text(b.addr)).unwrap();
+    hup(&child);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Client::connect(addr).get("/").text() != "b" {
+        assert!(Instant::now() < deadline, "the edited file was not applied");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(status()["last_reload"]["result"], "applied");
+    sigterm(&child);
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(10)), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
+}
