@@ -7,6 +7,14 @@ use std::time::Duration;
 
 use crate::memory::{self, Config, ConfigError};
 
+/// A fresh random admin token for this demo run (32 hex digits).
+fn admin_token() -> Result<String, ring::error::Unspecified> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    ring::rand::SystemRandom::new().fill(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Starts the demo upstreams and returns DAO's config for them, with the
 /// text to print once DAO listens (`{addr}` stands for its address).
 pub fn config(bind: SocketAddr, workers: Option<usize>) -> Result<(Config, String), String> {
@@ -15,6 +23,7 @@ pub fn config(bind: SocketAddr, workers: Option<usize>) -> Result<(Config, Strin
     let workers = workers
         .map(|w| format!("workers = {w}\n"))
         .unwrap_or_default();
+    let token = admin_token().map_err(|e| format!("cannot make an admin token: {e}"))?;
     let text = format!(
         r#"
 [server]
@@ -44,6 +53,10 @@ policy = "weighted"
 
 [telemetry]
 prometheus_bind = "127.0.0.1:0"
+
+[admin]
+bind = "127.0.0.1:0"
+token = "{token}"
 "#
     );
     let config = memory::parse(&text).map_err(|e: ConfigError| e.to_string())?;
@@ -55,8 +68,9 @@ demo upstreams: demo-a, demo-b (weights 3:1 on /, demo-a only on /a/). Try:
   curl -i -d 'some body' http://{addr}/echo
   curl -s http://{telemetry}/metrics | grep http_requests_total   # Sense: Prometheus
   curl -i http://{telemetry}/health      # upstreams up/down
+  daoctl --admin http://{admin} --token {token} upstreams    # admin API
 Stop with Ctrl-C."
-        .to_string();
+        .replace("{token}", &token);
     Ok((config, banner))
 }
 
