@@ -48,6 +48,18 @@ pub(crate) enum Outcome {
     Failed(ProxyError),
     /// The response had started (or the client failed): close.
     Abort(ProxyError),
+    /// A `101 Switching Protocols` went to the client: the connection is
+    /// now a tunnel to this upstream connection (see `tunnel`).
+    Upgraded(Upgraded),
+}
+
+/// The upstream side of a tunnel, as the exchange hands it over.
+pub(crate) struct Upgraded {
+    /// Never pooled again.
+    pub(crate) up: UpstreamConn,
+    /// Bytes the upstream sent past the 101 head, still to be relayed to
+    /// the client; the buffer then carries that direction.
+    pub(crate) early: Vec<u8>,
 }
 
 /// Buffers borrowed from the worker for one exchange, returned on drop.
@@ -113,8 +125,9 @@ impl Exchange {
             head_len,
             used,
             // Held whole in `down` until the exchange ends: it can be sent
-            // again, to this upstream or another.
-            replayable: conn.head.idempotent && body.is_done(),
+            // again, to this upstream or another. A WebSocket handshake is
+            // not: once sent, it is never retried.
+            replayable: conn.head.idempotent && body.is_done() && !conn.head.upgrade,
             body,
             consumed: false,
             continued: false,
@@ -287,6 +300,19 @@ async fn stream(
     upstream: &Upstream,
 ) -> Outcome {
     let outcome = respond(conn, worker, bufs, &mut up).await;
+    if conn.resp.status == 101 {
+        // `attempt` lets a 101 through only to a WebSocket handshake.
+        return match outcome {
+            Outcome::Done { .. } => {
+                bufs.up.drain(..conn.resp.head_len);
+                Outcome::Upgraded(Upgraded {
+                    up,
+                    early: std::mem::take(&mut bufs.up),
+                })
+            }
+            other => other,
+        };
+    }
     if let Outcome::Done { reuse: true, .. } = &outcome {
         if conn.resp.keep_alive && !worker.stopping.get() {
             worker.pool.put(upstream.pool, up, worker.coarse_now.get());
@@ -304,16 +330,21 @@ async fn respond(
 ) -> Outcome {
     let proxy = &worker.config.proxy;
     let resp = &conn.resp;
+    // A 101 has no body: its head is all that is written here.
+    let upgraded = resp.status == 101;
     let dechunk = resp.body == BodyKind::Chunked && conn.head.minor_version == 0;
-    let framing = if dechunk {
+    let framing = if upgraded {
+        DownFraming::Tunnel
+    } else if dechunk {
         DownFraming::Dechunk
     } else {
         DownFraming::Same
     };
-    let close = !conn.head.keep_alive
-        || worker.stopping.get()
-        || resp.body == BodyKind::UntilClose
-        || dechunk;
+    let close = !upgraded
+        && (!conn.head.keep_alive
+            || worker.stopping.get()
+            || resp.body == BodyKind::UntilClose
+            || dechunk);
     bufs.out.clear();
     let route = &worker.config.routes[conn.route];
     if !worker.chains[conn.route].is_empty() {
