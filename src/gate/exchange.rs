@@ -1,7 +1,9 @@
 //! One request/response exchange with an upstream: pick it, try it (see
 //! `attempt`), retry on another upstream when the route's retry policy,
 //! the request and the budget allow, then stream the response back and
-//! return the connection to the pool when both sides ended cleanly.
+//! return the connection to the pool when both sides ended cleanly. A
+//! `101` to a WebSocket handshake hands the connection to a tunnel instead
+//! (see `tunnel`).
 //!
 //! What is retried: an idempotent request whose body is held whole, or any
 //! request that never reached the upstream (connect failure, circuit
