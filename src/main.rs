@@ -174,7 +174,10 @@ fn serve(
     }
     if let Some(b) = banner {
         let t = telemetry.map(|t| t.to_string()).unwrap_or_default();
-        let a = server.admin_addr().map(|a| a.to_string()).unwrap_or_default();
+        let a = server
+            .admin_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
         println!(
             "{}",
             b.replace("{addr}", &server.local_addr().to_string())

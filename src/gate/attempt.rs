@@ -289,6 +289,8 @@ async fn read_head(
                     bufs.up.drain(..n);
                     continue;
                 }
+                // A 101 ends the exchange only for a WebSocket handshake.
+                Ok(Some(())) if conn.resp.status == 101 && conn.head.upgrade => return None,
                 Ok(Some(())) if conn.resp.status == 101 || conn.resp.status < 100 => {
                     return bad("unexpected status");
                 }

@@ -36,6 +36,8 @@ pub(crate) enum Next {
     Close,
     /// Idle past `PARK_AFTER`: hand the socket to a parked wait.
     Park,
+    /// A 101 went out: the connection is a tunnel from now on.
+    Tunnel(exchange::Upgraded),
 }
 
 /// After this long without a byte, an idle client connection gives back
@@ -107,6 +109,13 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
         match conn.one().await {
             Next::KeepAlive => {}
             Next::Close => return None,
+            Next::Tunnel(up) => {
+                let early = std::mem::take(&mut conn.down);
+                // The config the upgrade was made under sets the timeout.
+                let idle = conn.gen.config.proxy.tunnel_idle_timeout;
+                super::tunnel::run(&mut conn.client, early, up, (&conn.worker, idle)).await;
+                return None;
+            }
             Next::Park => {
                 let idle_left = conn
                     .gen
@@ -264,6 +273,8 @@ impl Conn {
             }
             // Recorded with the error page, below.
             exchange::Outcome::Failed(_) => {}
+            // The request ends with the 101 (its latency: time to the 101).
+            exchange::Outcome::Upgraded(_) => self.tally.finish(101, None, &self.client_ip),
             exchange::Outcome::Abort(e) => {
                 let status = self.tally.status;
                 self.tally.finish(status, Some(e), &self.client_ip);
@@ -285,6 +296,7 @@ impl Conn {
                 tracing::debug!(worker = self.worker.id, error = %e, "connection cut mid-exchange");
                 Next::Close
             }
+            exchange::Outcome::Upgraded(up) => Next::Tunnel(up),
         }
     }
 

@@ -1,7 +1,9 @@
 //! One request/response exchange with an upstream: pick it, try it (see
 //! `attempt`), retry on another upstream when the route's retry policy,
 //! the request and the budget allow, then stream the response back and
-//! return the connection to the pool when both sides ended cleanly.
+//! return the connection to the pool when both sides ended cleanly. A
+//! `101` to a WebSocket handshake hands the connection to a tunnel instead
+//! (see `tunnel`).
 //!
 //! What is retried: an idempotent request whose body is held whole, or any
 //! request that never reached the upstream (connect failure, circuit
@@ -48,6 +50,18 @@ pub(crate) enum Outcome {
     Failed(ProxyError),
     /// The response had started (or the client failed): close.
     Abort(ProxyError),
+    /// A `101 Switching Protocols` went to the client: the connection is
+    /// now a tunnel to this upstream connection (see `tunnel`).
+    Upgraded(Upgraded),
+}
+
+/// The upstream side of a tunnel, as the exchange hands it over.
+pub(crate) struct Upgraded {
+    /// Never pooled again.
+    pub(crate) up: UpstreamConn,
+    /// Bytes the upstream sent past the 101 head, still to be relayed to
+    /// the client; the buffer then carries that direction.
+    pub(crate) early: Vec<u8>,
 }
 
 /// Buffers borrowed from the worker for one exchange, returned on drop.
@@ -114,8 +128,9 @@ impl Exchange {
             head_len,
             used,
             // Held whole in `down` until the exchange ends: it can be sent
-            // again, to this upstream or another.
-            replayable: conn.head.idempotent && body.is_done(),
+            // again, to this upstream or another. A WebSocket handshake is
+            // not: once sent, it is never retried.
+            replayable: conn.head.idempotent && body.is_done() && !conn.head.upgrade,
             body,
             consumed: false,
             continued: false,
@@ -289,6 +304,19 @@ async fn stream(
     upstream: &Upstream,
 ) -> Outcome {
     let outcome = respond(conn, worker, bufs, &mut up).await;
+    if conn.resp.status == 101 {
+        // `attempt` lets a 101 through only to a WebSocket handshake.
+        return match outcome {
+            Outcome::Done { .. } => {
+                bufs.up.drain(..conn.resp.head_len);
+                Outcome::Upgraded(Upgraded {
+                    up,
+                    early: std::mem::take(&mut bufs.up),
+                })
+            }
+            other => other,
+        };
+    }
     if let Outcome::Done { reuse: true, .. } = &outcome {
         if conn.resp.keep_alive && !worker.stopping.get() {
             let pool = conn.gen.pools[upstream.pool];
@@ -308,16 +336,21 @@ async fn respond(
     let gen = conn.gen.clone();
     let proxy = &gen.config.proxy;
     let resp = &conn.resp;
+    // A 101 has no body: its head is all that is written here.
+    let upgraded = resp.status == 101;
     let dechunk = resp.body == BodyKind::Chunked && conn.head.minor_version == 0;
-    let framing = if dechunk {
+    let framing = if upgraded {
+        DownFraming::Tunnel
+    } else if dechunk {
         DownFraming::Dechunk
     } else {
         DownFraming::Same
     };
-    let close = !conn.head.keep_alive
-        || worker.stopping.get()
-        || resp.body == BodyKind::UntilClose
-        || dechunk;
+    let close = !upgraded
+        && (!conn.head.keep_alive
+            || worker.stopping.get()
+            || resp.body == BodyKind::UntilClose
+            || dechunk);
     bufs.out.clear();
     let route = &gen.config.routes[conn.route];
     if !gen.chains[conn.route].is_empty() {

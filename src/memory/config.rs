@@ -100,6 +100,8 @@ pub struct Proxy {
     pub pool_max_idle: usize,
     /// Idle pooled connections older than this are closed.
     pub pool_idle_timeout: Duration,
+    /// A WebSocket tunnel with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// `[telemetry]`: Sense, the exporter and the access log.

@@ -69,6 +69,7 @@ pub(crate) struct RawProxy {
     pub(crate) read_timeout: Option<String>,
     pub(crate) pool_max_idle: Option<i64>,
     pub(crate) pool_idle_timeout: Option<String>,
+    pub(crate) tunnel_idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

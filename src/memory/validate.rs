@@ -290,6 +290,11 @@ impl Validator {
                 raw.pool_idle_timeout,
                 Duration::from_secs(15),
             ),
+            tunnel_idle_timeout: self.duration(
+                "proxy.tunnel_idle_timeout",
+                raw.tunnel_idle_timeout,
+                Duration::from_secs(3600),
+            ),
         })
     }
 

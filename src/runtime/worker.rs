@@ -53,6 +53,8 @@ pub(crate) struct Worker {
     pub(crate) retries_active: Cell<u32>,
     /// Shutting down: no new requests on kept-alive connections.
     pub(crate) stopping: Cell<bool>,
+    /// Open WebSocket tunnels, cut when the shutdown timeout runs out.
+    pub(crate) tunnels: crate::gate::tunnel::Tunnels,
     /// The time, refreshed every tick (100 ms): good enough for pool idle
     /// times and the response deadline, and free to read per request.
     pub(crate) coarse_now: Cell<std::time::Instant>,
@@ -380,6 +382,7 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             in_flight: Cell::new(0),
             retries_active: Cell::new(0),
             stopping: Cell::new(false),
+            tunnels: Default::default(),
             spare: RefCell::new(Vec::new()),
             handled: Cell::new(0),
             link: RefCell::new(link),
@@ -499,16 +502,22 @@ async fn report_loop(worker: &Worker) {
     }
 }
 
-/// Waits for in-flight requests, up to the shutdown timeout.
+/// Waits for in-flight requests and open tunnels, up to the shutdown
+/// timeout; then cuts the tunnels left.
 async fn drain(worker: &Worker) {
     let deadline = clock::now() + worker.gen().config.server.shutdown_timeout;
-    while worker.in_flight.get() > 0 {
+    while worker.in_flight.get() > 0 || worker.tunnels.open() > 0 {
         if clock::now() >= deadline {
             tracing::warn!(
                 worker = worker.id,
                 left = worker.in_flight.get(),
-                "shutdown timeout: cutting requests"
+                tunnels = worker.tunnels.open(),
+                "shutdown timeout: cutting requests and tunnels"
             );
+            worker.tunnels.cut();
+            // The cut tunnels shut their connections down when next
+            // polled, which this pause lets them be.
+            monoio::time::sleep(Duration::from_millis(10)).await;
             return;
         }
         monoio::time::sleep(Duration::from_millis(10)).await;

@@ -151,6 +151,8 @@ impl Merger {
         if let Some(ws) = self.workers.get_mut(w) {
             ws.requests += report.requests;
             ws.connections = report.connections;
+            ws.tunnels = report.tunnels;
+            ws.tunnel_bytes += report.tunnel_bytes;
             self.in_flight[w] = std::mem::take(&mut report.in_flight);
         }
         for sr in report.slots {

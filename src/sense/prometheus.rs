@@ -187,6 +187,20 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
         "Client connections open.",
     );
     let _ = writeln!(out, "active_connections {}", t.connections());
+    header(
+        out,
+        "dao_tunnels_open",
+        "gauge",
+        "WebSocket tunnels open (connections past their 101).",
+    );
+    let _ = writeln!(out, "dao_tunnels_open {}", t.tunnels());
+    header(
+        out,
+        "dao_tunnel_bytes_total",
+        "counter",
+        "Bytes relayed through WebSocket tunnels, both ways.",
+    );
+    let _ = writeln!(out, "dao_tunnel_bytes_total {}", t.tunnel_bytes());
 
     gauge_per_upstream(
         out,

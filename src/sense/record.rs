@@ -215,6 +215,10 @@ pub struct Report {
     pub in_flight: Vec<u32>,
     /// Client connections open now (a gauge).
     pub connections: u64,
+    /// WebSocket tunnels open now (a gauge).
+    pub tunnels: u64,
+    /// Bytes relayed through tunnels in the interval, both ways.
+    pub tunnel_bytes: u64,
     /// Requests finished in the interval, all slots together.
     pub requests: u64,
     /// Rate-limit demand in the interval, by `RateSpec::index` of the
@@ -241,6 +245,8 @@ pub struct Recorder {
     slots: Vec<Slot>,
     requests: u64,
     connections: u64,
+    tunnels: u64,
+    tunnel_bytes: u64,
     /// Emptied histograms given back by the control thread.
     spare: Vec<Histogram<u64>>,
 }
@@ -253,6 +259,8 @@ impl Recorder {
             slots: (0..slots).map(|_| Slot::default()).collect(),
             requests: 0,
             connections: 0,
+            tunnels: 0,
+            tunnel_bytes: 0,
             spare: Vec::new(),
         }
     }
@@ -352,6 +360,21 @@ impl Recorder {
         self.connections = self.connections.saturating_sub(1);
     }
 
+    /// A WebSocket tunnel opened (its request was recorded at the 101).
+    pub fn tunnel_opened(&mut self) {
+        self.tunnels += 1;
+    }
+
+    /// A WebSocket tunnel closed.
+    pub fn tunnel_closed(&mut self) {
+        self.tunnels = self.tunnels.saturating_sub(1);
+    }
+
+    /// `n` bytes went through a tunnel, either way.
+    pub fn tunnel_bytes(&mut self, n: u64) {
+        self.tunnel_bytes += n;
+    }
+
     /// Takes back an emptied histogram for reuse.
     pub fn give_back(&mut self, mut h: Histogram<u64>) {
         if self.spare.len() < self.slots.len() {
@@ -382,6 +405,8 @@ impl Recorder {
             slots,
             in_flight: self.slots.iter().map(|s| s.in_flight).collect(),
             connections: self.connections,
+            tunnels: self.tunnels,
+            tunnel_bytes: std::mem::take(&mut self.tunnel_bytes),
             requests: std::mem::take(&mut self.requests),
             limits: Vec::new(),
             config_epoch: 0,
@@ -452,6 +477,20 @@ mod tests {
         assert!(again.slots.is_empty(), "deltas were taken");
         assert_eq!(again.requests, 0);
         assert_eq!(again.in_flight, vec![0, 1], "gauges stay");
+    }
+
+    #[test]
+    fn tunnels_are_a_gauge_and_their_bytes_a_delta() {
+        let mut r = Recorder::new(0, 1);
+        r.tunnel_opened();
+        r.tunnel_opened();
+        r.tunnel_bytes(10);
+        r.tunnel_bytes(5);
+        r.tunnel_closed();
+        let rep = r.seal();
+        assert_eq!((rep.tunnels, rep.tunnel_bytes), (1, 15));
+        let again = r.seal();
+        assert_eq!((again.tunnels, again.tunnel_bytes), (1, 0));
     }
 
     #[test]

@@ -125,6 +125,10 @@ pub struct WorkerState {
     pub requests: u64,
     /// Client connections open.
     pub connections: u64,
+    /// WebSocket tunnels open.
+    pub tunnels: u64,
+    /// Bytes relayed through tunnels since start, both ways.
+    pub tunnel_bytes: u64,
 }
 
 /// An immutable, published picture of the traffic.
@@ -203,6 +207,16 @@ impl ResonanceTable {
     /// Client connections open, all workers together.
     pub fn connections(&self) -> u64 {
         self.workers.iter().map(|w| w.connections).sum()
+    }
+
+    /// WebSocket tunnels open, all workers together.
+    pub fn tunnels(&self) -> u64 {
+        self.workers.iter().map(|w| w.tunnels).sum()
+    }
+
+    /// Bytes relayed through tunnels since start, all workers together.
+    pub fn tunnel_bytes(&self) -> u64 {
+        self.workers.iter().map(|w| w.tunnel_bytes).sum()
     }
 }
 

@@ -405,6 +405,34 @@ fn bad_values_name_their_fields() {
 }
 
 #[test]
+fn tunnel_idle_timeout_is_a_duration() {
+    assert_eq!(
+        parse(GOOD).unwrap().proxy.tunnel_idle_timeout,
+        Duration::from_secs(3600)
+    );
+    let set = GOOD.replace(
+        "pool_max_idle = 8",
+        "pool_max_idle = 8\ntunnel_idle_timeout = \"90s\"",
+    );
+    assert_eq!(
+        parse(&set).unwrap().proxy.tunnel_idle_timeout,
+        Duration::from_secs(90)
+    );
+    for bad in ["\"0s\"", "\"forever\""] {
+        let text = GOOD.replace(
+            "pool_max_idle = 8",
+            &format!("pool_max_idle = 8\ntunnel_idle_timeout = {bad}"),
+        );
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("proxy.tunnel_idle_timeout: ")),
+            "{errs:?}"
+        );
+    }
+}
+
+#[test]
 fn unknown_keys_and_syntax_are_rejected() {
     let errs = errors(&GOOD.replace("workers = 2", "wrokers = 2"));
     assert!(errs[0].contains("wrokers"), "{errs:?}");

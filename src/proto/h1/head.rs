@@ -38,6 +38,12 @@ fn named_by_connection(buf: &[u8], headers: &[HeaderSpan], name: &[u8]) -> bool 
     })
 }
 
+/// Whether a header is `Upgrade` (a hop-by-hop one, by name).
+#[inline]
+fn is_upgrade(h: &HeaderSpan, name: &[u8]) -> bool {
+    h.kind == HeaderKind::HopByHop && name.eq_ignore_ascii_case(b"upgrade")
+}
+
 /// Whether `name` is among the names to drop.
 #[inline]
 fn dropped(drop: &[Vec<u8>], name: &[u8]) -> bool {
@@ -52,7 +58,11 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd
     let mut saw_host = false;
     for h in &head.headers {
         let name = h.name.get(buf);
+        // A WebSocket handshake keeps its `Upgrade` (and gets a
+        // `Connection: Upgrade` of ours, below).
+        let upgrade = head.upgrade && is_upgrade(h, name);
         match h.kind {
+            HeaderKind::HopByHop if upgrade => {}
             HeaderKind::Connection
             | HeaderKind::HopByHop
             | HeaderKind::TransferEncoding
@@ -65,7 +75,7 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd
             HeaderKind::Host => saw_host = true,
             _ => {}
         }
-        if head.connection_extra && named_by_connection(buf, &head.headers, name) {
+        if !upgrade && head.connection_extra && named_by_connection(buf, &head.headers, name) {
             continue;
         }
         if dropped(fwd.drop, name) {
@@ -95,6 +105,9 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd
     if !fwd.request_id.is_empty() {
         put(out, &[b"X-Request-Id: ", fwd.request_id, b"\r\n"]);
     }
+    if head.upgrade {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    }
     out.extend_from_slice(fwd.extra);
     write_framing(out, head.body);
     out.extend_from_slice(b"\r\n");
@@ -118,6 +131,10 @@ pub enum DownFraming {
     Same,
     /// Chunk framing removed, end marked by closing (HTTP/1.0 client).
     Dechunk,
+    /// None: a `101 Switching Protocols` to a WebSocket handshake. Its
+    /// `Upgrade` header is kept, `Connection: Upgrade` is sent, and the
+    /// connection becomes a tunnel.
+    Tunnel,
 }
 
 /// Writes the response head sent to the client (HTTP/1.1 status line).
@@ -144,16 +161,19 @@ pub fn write_response_head(
             b"\r\n",
         ],
     );
+    let tunnel = framing == DownFraming::Tunnel;
     for h in &head.headers {
         let name = h.name.get(buf);
+        let upgrade = tunnel && is_upgrade(h, name);
         match h.kind {
+            HeaderKind::HopByHop if upgrade => {}
             HeaderKind::Connection | HeaderKind::HopByHop | HeaderKind::TransferEncoding => {
                 continue
             }
             HeaderKind::ContentLength if head.body == BodyKind::Chunked => continue,
             _ => {}
         }
-        if head.connection_extra && named_by_connection(buf, &head.headers, name) {
+        if !upgrade && head.connection_extra && named_by_connection(buf, &head.headers, name) {
             continue;
         }
         if dropped(drop, name) {
@@ -171,7 +191,9 @@ pub fn write_response_head(
     if head.body == BodyKind::Chunked && framing == DownFraming::Same {
         out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    if close {
+    if tunnel {
+        out.extend_from_slice(b"Connection: Upgrade\r\n");
+    } else if close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if client_minor == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
@@ -361,6 +383,58 @@ mod tests {
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "HTTP/1.1 200 OK\r\nX-A: 1\r\nVia: 1.1 dao\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn websocket_handshake_keeps_its_upgrade_headers() {
+        let raw = "GET /ws HTTP/1.1\r\nHost: ex.com\r\nConnection: keep-alive, Upgrade\r\n\
+                   Upgrade: websocket\r\nSec-WebSocket-Key: k==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+        let h = req(raw);
+        let mut out = Vec::new();
+        write_request_head(&mut out, raw.as_bytes(), &h, &FWD);
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s,
+            "GET /ws HTTP/1.1\r\nHost: ex.com\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k==\r\n\
+             Sec-WebSocket-Version: 13\r\nX-Forwarded-For: 10.0.0.9\r\nX-Forwarded-Proto: http\r\n\
+             Via: 1.1 dao\r\nConnection: Upgrade\r\nX-DAO-Gateway: true\r\n\r\n"
+        );
+        // Another protocol (h2c): plain HTTP/1.1, its upgrade headers gone.
+        let raw = "GET / HTTP/1.1\r\nHost: ex.com\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+                   Upgrade: h2c\r\nHTTP2-Settings: AAA\r\n\r\n";
+        let h = req(raw);
+        let mut out = Vec::new();
+        write_request_head(&mut out, raw.as_bytes(), &h, &FWD);
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("GET / HTTP/1.1\r\nHost: ex.com\r\nX-Forwarded-For"),
+            "{s}"
+        );
+        assert!(!s.contains("pgrade") && !s.contains("HTTP2"), "{s}");
+
+        let raw =
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+                   Sec-WebSocket-Accept: a=\r\n\r\n";
+        let mut h = ResponseHead::default();
+        parse_response(raw.as_bytes(), false, &mut h)
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        let edits = (&[][..], &b"X-A: 1\r\n"[..]);
+        write_response_head(
+            &mut out,
+            raw.as_bytes(),
+            &h,
+            1,
+            DownFraming::Tunnel,
+            false,
+            edits,
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: a=\r\n\
+             X-A: 1\r\nVia: 1.1 dao\r\nConnection: Upgrade\r\n\r\n"
         );
     }
 

@@ -37,6 +37,11 @@ pub struct RequestHead {
     pub is_head: bool,
     /// The method is idempotent (RFC 9110 §9.2.2): safe to retry.
     pub idempotent: bool,
+    /// A WebSocket handshake (RFC 6455 §4.1): an HTTP/1.1 GET without a
+    /// body, `Connection` listing `upgrade` and `Upgrade` listing
+    /// `websocket`. Only such a request keeps its upgrade headers going
+    /// upstream; any other `Upgrade` (h2c, …) is dropped as hop-by-hop.
+    pub upgrade: bool,
 }
 
 /// Why a request head was rejected; each maps to a status code.
@@ -145,6 +150,7 @@ fn finish(buf: &[u8], head: &mut RequestHead) -> Result<Option<()>, RequestParse
 
     let mut host: Option<Span> = None;
     let (mut saw_close, mut saw_keep_alive) = (false, false);
+    let (mut conn_upgrade, mut websocket) = (false, false);
     head.expect_continue = false;
     head.connection_extra = false;
     for h in &head.headers {
@@ -163,9 +169,13 @@ fn finish(buf: &[u8], head: &mut RequestHead) -> Result<Option<()>, RequestParse
                     } else if t.eq_ignore_ascii_case(b"keep-alive") {
                         saw_keep_alive = true;
                     } else {
+                        conn_upgrade |= t.eq_ignore_ascii_case(b"upgrade");
                         head.connection_extra = true;
                     }
                 }
+            }
+            HeaderKind::HopByHop if h.name.get(buf).eq_ignore_ascii_case(b"upgrade") => {
+                websocket |= super::tokens(value).any(|t| t.eq_ignore_ascii_case(b"websocket"));
             }
             HeaderKind::Expect if value.eq_ignore_ascii_case(b"100-continue") => {
                 head.expect_continue = true;
@@ -190,6 +200,11 @@ fn finish(buf: &[u8], head: &mut RequestHead) -> Result<Option<()>, RequestParse
         // Chunked is not defined for HTTP/1.0 (RFC 9112 §6.1).
         return Err(RequestParseError::Framing(FramingError::ChunkedNotLast));
     }
+    head.upgrade = conn_upgrade
+        && websocket
+        && method == b"GET"
+        && head.minor_version == 1
+        && head.body == BodyKind::Empty;
     Ok(Some(()))
 }
 

@@ -61,6 +61,41 @@ fn connection_semantics() {
 }
 
 #[test]
+fn websocket_upgrade_is_recognised() {
+    let ws = |conn: &str, up: &str| {
+        ok(&format!(
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: {conn}\r\nUpgrade: {up}\r\n\r\n"
+        ))
+        .upgrade
+    };
+    assert!(ws("Upgrade", "websocket"));
+    assert!(ws("keep-alive, UPGRADE", "WebSocket"));
+    assert!(ws("upgrade", "foo/2, websocket"));
+    assert!(
+        !ws("keep-alive", "websocket"),
+        "Connection must name upgrade"
+    );
+    assert!(!ws("Upgrade", "h2c"), "only WebSocket is tunnelled");
+    assert!(!ok("GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n").upgrade);
+    let post = "POST / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    assert!(!ok(post).upgrade, "GET only");
+    let body = "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+                Content-Length: 2\r\n\r\n";
+    assert!(!ok(body).upgrade, "no body");
+    let old = "GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    assert!(!ok(old).upgrade, "HTTP/1.1 only");
+    // The head is reused: the flag does not stick.
+    let mut h = RequestHead::default();
+    let raw = "GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    parse_request(raw.as_bytes(), &mut h).unwrap().unwrap();
+    assert!(h.upgrade);
+    parse_request(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &mut h)
+        .unwrap()
+        .unwrap();
+    assert!(!h.upgrade);
+}
+
+#[test]
 fn absolute_form_authority_wins() {
     let raw = "GET http://real.example/p?q HTTP/1.1\r\nHost: other\r\n\r\n";
     let h = ok(raw);

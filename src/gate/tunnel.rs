@@ -1,0 +1,287 @@
+//! Tunnel: after a `101 Switching Protocols` to a WebSocket handshake, the
+//! client connection and the upstream connection are joined and bytes are
+//! relayed both ways as they arrive, until both directions have ended,
+//! either side fails, no byte has moved either way for
+//! `proxy.tunnel_idle_timeout`, or the worker's shutdown deadline cuts it.
+//!
+//! A side that closes its sending half (EOF) has the other side's writing
+//! half shut down (a half-close passed on); the other direction goes on
+//! until it ends too. Each direction reads into one buffer lent by the
+//! worker and writes it out whole before the next read: no allocation per
+//! message, and a peer that does not read stops the other from being read
+//! (back-pressure). Bytes read early (frames a client sent behind its
+//! handshake, or an upstream behind its 101) are relayed first.
+//!
+//! The client side is any monoio stream that may be read and written at
+//! once (`Split`: plain TCP, TLS), so the tunnel does not care what the
+//! connection carries.
+
+use std::cell::{Cell, RefCell, UnsafeCell};
+use std::future::{poll_fn, Future};
+use std::io;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split,
+};
+
+use super::exchange::Upgraded;
+use super::io::within;
+use crate::clock;
+use crate::runtime::worker::Worker;
+
+/// How long ending a tunnel may spend shutting a side down (a TLS side
+/// writes its close_notify).
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
+
+/// The open tunnels of one worker, and the signal that cuts them when the
+/// worker's shutdown deadline passes.
+#[derive(Debug, Default)]
+pub(crate) struct Tunnels {
+    /// Per open tunnel, the waker of its wait for the cut (`None`: a free
+    /// slot, or not polled yet).
+    wakers: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
+    open: Cell<usize>,
+    cut: Cell<bool>,
+}
+
+impl Tunnels {
+    /// Tunnels open on this worker.
+    pub(crate) fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Ends every open tunnel (at their next poll) and any opened later.
+    pub(crate) fn cut(&self) {
+        self.cut.set(true);
+        let waiting: Vec<Waker> = self
+            .wakers
+            .borrow_mut()
+            .iter_mut()
+            .filter_map(Option::take)
+            .collect();
+        for w in waiting {
+            w.wake();
+        }
+    }
+
+    fn enter(&self) -> usize {
+        self.open.set(self.open.get() + 1);
+        match self.free.borrow_mut().pop() {
+            Some(slot) => slot,
+            None => {
+                let mut wakers = self.wakers.borrow_mut();
+                wakers.push(None);
+                wakers.len() - 1
+            }
+        }
+    }
+
+    fn leave(&self, slot: usize) {
+        self.open.set(self.open.get() - 1);
+        self.wakers.borrow_mut()[slot] = None;
+        self.free.borrow_mut().push(slot);
+    }
+
+    /// Resolves when the tunnel in `slot` is to be cut.
+    fn cut_signal(&self, slot: usize) -> impl Future<Output = ()> + '_ {
+        poll_fn(move |cx| {
+            if self.cut.get() {
+                return Poll::Ready(());
+            }
+            let mut wakers = self.wakers.borrow_mut();
+            match &wakers[slot] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => wakers[slot] = Some(cx.waker().clone()),
+            }
+            Poll::Pending
+        })
+    }
+}
+
+/// One open tunnel, counted on its worker (and in Sense's gauge) until
+/// dropped, even by a panic.
+struct Open<'w> {
+    worker: &'w Worker,
+    slot: usize,
+}
+
+impl<'w> Open<'w> {
+    fn new(worker: &'w Worker) -> Open<'w> {
+        if let Some(rec) = &worker.recorder {
+            rec.borrow_mut().tunnel_opened();
+        }
+        Open {
+            worker,
+            slot: worker.tunnels.enter(),
+        }
+    }
+}
+
+impl Drop for Open<'_> {
+    fn drop(&mut self) {
+        self.worker.tunnels.leave(self.slot);
+        if let Some(rec) = &self.worker.recorder {
+            rec.borrow_mut().tunnel_closed();
+        }
+    }
+}
+
+/// When a byte last moved, and where relayed bytes are counted.
+struct Seen<'w> {
+    last: Cell<Instant>,
+    worker: &'w Worker,
+}
+
+impl Seen<'_> {
+    /// Something was read: the tunnel is not idle.
+    fn stamp(&self) {
+        self.last.set(clock::now());
+    }
+
+    /// `n` bytes were relayed.
+    fn relayed(&self, n: usize) {
+        self.stamp();
+        if let Some(rec) = &self.worker.recorder {
+            rec.borrow_mut().tunnel_bytes(n as u64);
+        }
+    }
+}
+
+/// How a tunnel ended.
+#[derive(Debug)]
+enum End {
+    /// Both directions ended (EOF each way), or one failed.
+    Relayed(io::Result<()>),
+    /// No byte either way for the idle timeout.
+    Idle,
+    /// The worker's shutdown deadline passed.
+    Cut,
+}
+
+/// Relays between `client` and the upgraded upstream connection until the
+/// tunnel ends; `early` holds client bytes read past the handshake. Both
+/// connections are shut down (or closed by the caller) when it returns.
+pub(crate) async fn run<C>(
+    client: &mut C,
+    early: Vec<u8>,
+    upgraded: Upgraded,
+    (worker, idle_timeout): (&Rc<Worker>, std::time::Duration),
+) where
+    C: AsyncReadRent + AsyncWriteRent + Split,
+{
+    let Upgraded {
+        mut up,
+        early: mut from_up,
+    } = upgraded;
+    let open = Open::new(worker);
+    let seen = Seen {
+        last: Cell::new(clock::now()),
+        worker,
+    };
+    let mut to_up = worker.take_buf();
+    let (mut client_r, mut client_w) = halves(client);
+    let (mut up_r, mut up_w) = halves(&mut *up);
+    let end = {
+        let upward = pump(&mut client_r, &mut up_w, early, &mut to_up, &seen);
+        let downward = pump(&mut up_r, &mut client_w, Vec::new(), &mut from_up, &seen);
+        let mut relays = pin!(futures_util::future::try_join(upward, downward));
+        let mut idle = pin!(idle(&seen.last, idle_timeout));
+        let mut cut = pin!(worker.tunnels.cut_signal(open.slot));
+        poll_fn(|cx| {
+            if let Poll::Ready(r) = relays.as_mut().poll(cx) {
+                return Poll::Ready(End::Relayed(r.map(|_| ())));
+            }
+            if idle.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Idle);
+            }
+            if cut.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Cut);
+            }
+            Poll::Pending
+        })
+        .await
+        // The relays are dropped here: their pending reads are cancelled.
+    };
+    if !matches!(end, End::Relayed(Ok(()))) {
+        // Both peers learn at once that the tunnel is over, whatever
+        // operation of theirs is still being cancelled.
+        let _ = within(SHUTDOWN_LIMIT, client_w.shutdown()).await;
+        let _ = within(SHUTDOWN_LIMIT, up_w.shutdown()).await;
+    }
+    tracing::debug!(worker = worker.id, end = ?end, "tunnel closed");
+    // Buffers whose operation was cancelled went with it (empty here).
+    worker.give_buf(to_up);
+    worker.give_buf(from_up);
+    drop(open);
+}
+
+/// A stream's read and write halves, to be used at the same time. Monoio
+/// splits only owned streams; these halves share a borrow instead, which
+/// is sound exactly when monoio's own split would be: the stream is
+/// `Split` (its reads and writes may run concurrently).
+fn halves<S>(stream: &mut S) -> (OwnedReadHalf<&mut S>, OwnedWriteHalf<&mut S>)
+where
+    S: AsyncReadRent + AsyncWriteRent + Split,
+{
+    let shared = Rc::new(UnsafeCell::new(stream));
+    (OwnedReadHalf(shared.clone()), OwnedWriteHalf(shared))
+}
+
+/// One direction: writes `ahead`, then what `buf` holds, then relays
+/// `from` to `to` through `buf` until `from` ends (EOF: `to` is shut down
+/// for writing) or either side fails. `buf` is back in its slot after
+/// every operation that completed.
+async fn pump<R, W>(
+    from: &mut R,
+    to: &mut W,
+    ahead: Vec<u8>,
+    buf: &mut Vec<u8>,
+    seen: &Seen<'_>,
+) -> io::Result<()>
+where
+    R: AsyncReadRent,
+    W: AsyncWriteRent,
+{
+    if !ahead.is_empty() {
+        let n = ahead.len();
+        to.write_all(ahead).await.0?;
+        seen.relayed(n);
+    }
+    loop {
+        if !buf.is_empty() {
+            let n = buf.len();
+            let (res, owned) = to.write_all(std::mem::take(buf)).await;
+            *buf = owned;
+            res?;
+            seen.relayed(n);
+        }
+        buf.clear();
+        let (res, owned) = from.read(std::mem::take(buf)).await;
+        *buf = owned;
+        if res? == 0 {
+            // A failed shutdown means the peer is gone: the other
+            // direction finds out on its own.
+            let _ = to.shutdown().await;
+            return Ok(());
+        }
+        seen.stamp();
+    }
+}
+
+/// Resolves once `last` is `limit` old.
+async fn idle(last: &Cell<Instant>, limit: Duration) {
+    let mut wait = limit;
+    loop {
+        monoio::time::sleep(wait).await;
+        let quiet = clock::now().saturating_duration_since(last.get());
+        if quiet >= limit {
+            return;
+        }
+        wait = limit - quiet;
+    }
+}
