@@ -1,5 +1,5 @@
 //! Gate: where connections come in — the per-worker SO_REUSEPORT
-//! listeners and the HTTP/1.1 client connection loop.
+//! listeners, TLS termination and the HTTP/1.1 client connection loop.
 
 mod ask;
 mod attempt;
@@ -7,6 +7,11 @@ mod conn;
 mod exchange;
 pub(crate) mod io;
 pub mod listener;
+pub mod sni;
+mod stream;
 mod tally;
+mod tls;
 
 pub(crate) use conn::connection;
+pub(crate) use stream::ClientStream;
+pub(crate) use tls::serve as serve_tls;

@@ -8,6 +8,7 @@ mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
 pub use config::{
-    Config, HealthCheck, HostMatch, LogDestination, Proxy, Route, Server, Telemetry, Upstream,
+    ClientAuth, Config, HealthCheck, HostMatch, Listener, LogDestination, Proxy, Route, Server,
+    Telemetry, Tls, TlsVersion, Upstream,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

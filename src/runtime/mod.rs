@@ -20,7 +20,8 @@ use crate::upstream::pool::PoolStats;
 /// A running proxy: its workers, the threads beside them, and the flag
 /// that stops them.
 pub struct Server {
-    addr: SocketAddr,
+    /// Each listener's bound address, in `Config::listeners` order.
+    addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<PoolStats>>,
     /// Sense's control thread and what it publishes.
@@ -49,8 +50,17 @@ impl Server {
         let started = clock::now();
         let config = Arc::new(config);
         let count = config.server.workers;
-        let listeners = listener::bind_all(config.server.bind, count)?;
-        let addr = listeners[0].local_addr()?;
+        // Per listener, one socket per worker; then per worker, one of each.
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..count).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let socks = listener::bind_all(l.bind, count)
+                .map_err(|e| io::Error::new(e.kind(), format!("listen on {}: {e}", l.bind)))?;
+            addrs.push(socks[0].local_addr()?);
+            for (w, s) in per_worker.iter_mut().zip(socks) {
+                w.push(s);
+            }
+        }
         let telemetry_listener = match config.telemetry.prometheus_bind {
             Some(bind) => Some(std::net::TcpListener::bind(bind).map_err(|e| {
                 io::Error::new(e.kind(), format!("telemetry.prometheus_bind {bind}: {e}"))
@@ -109,12 +119,12 @@ impl Server {
         };
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut workers = Vec::with_capacity(count);
-        for (id, listener) in listeners.into_iter().enumerate() {
+        for (id, listeners) in per_worker.into_iter().enumerate() {
             let setup = worker::Setup {
                 id,
                 core: (!cores.is_empty()).then(|| cores[id % cores.len()]),
                 config: config.clone(),
-                listener,
+                listeners,
                 stop: stop.clone(),
                 exit_after,
                 slots: slots.clone(),
@@ -127,7 +137,7 @@ impl Server {
             workers.push(handle);
         }
         Ok(Server {
-            addr,
+            addrs,
             stop,
             workers,
             control,
@@ -147,9 +157,16 @@ impl Server {
         self.control.as_ref().map(|(_, p)| p.load_full())
     }
 
-    /// The address the listeners are bound to.
+    /// The address the first listener is bound to (`server.bind`, or the
+    /// first `[[listeners]]`).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every listener's bound address, in `Config::listeners` order
+    /// (`server.bind` first when it is served).
+    pub fn listener_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// Asks the workers to stop accepting and finish in-flight requests.

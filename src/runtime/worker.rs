@@ -211,7 +211,8 @@ pub(crate) struct Setup {
     pub(crate) id: usize,
     pub(crate) core: Option<core_affinity::CoreId>,
     pub(crate) config: Arc<Config>,
-    pub(crate) listener: std::net::TcpListener,
+    /// This worker's socket of each of `config.listeners`, in that order.
+    pub(crate) listeners: Vec<std::net::TcpListener>,
     pub(crate) stop: Arc<AtomicBool>,
     pub(crate) exit_after: Option<u64>,
     pub(crate) slots: Slots,
@@ -225,7 +226,7 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
         id,
         core,
         config,
-        listener,
+        listeners,
         stop,
         exit_after,
         slots,
@@ -245,10 +246,14 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
         }
     };
     runtime.block_on(async move {
-        let listener = match TcpListener::from_std(listener) {
+        let listeners = match listeners
+            .into_iter()
+            .map(TcpListener::from_std)
+            .collect::<std::io::Result<Vec<_>>>()
+        {
             Ok(l) => l,
             Err(e) => {
-                tracing::error!(worker = id, error = %e, "cannot adopt the listener");
+                tracing::error!(worker = id, error = %e, "cannot adopt the listeners");
                 return PoolStats::default();
             }
         };
@@ -306,13 +311,18 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             config,
         });
         {
-            let accept = std::pin::pin!(accept_loop(&listener, &worker));
+            let accept = std::pin::pin!(futures_util::future::join_all(
+                listeners
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| accept_loop(l, i, &worker)),
+            ));
             let watch = std::pin::pin!(watch(&worker, &stop));
             let report = std::pin::pin!(report_loop(&worker));
             let both = futures_util::future::select(watch, report);
             futures_util::future::select(accept, both).await;
         }
-        drop(listener);
+        drop(listeners);
         worker.stopping.set(true);
         {
             // Keep reporting while in-flight requests finish.
@@ -359,12 +369,23 @@ fn build_runtime() -> std::io::Result<Runtime> {
     }
 }
 
-async fn accept_loop(listener: &TcpListener, worker: &Rc<Worker>) {
+/// Accepts on the worker's socket of `config.listeners[index]`; TLS
+/// listeners' connections start with a handshake.
+async fn accept_loop(listener: &TcpListener, index: usize, worker: &Rc<Worker>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 worker.connection_opened();
-                monoio::spawn(crate::gate::connection(stream, peer, worker.clone()));
+                match &worker.config.listeners[index].tls {
+                    None => {
+                        let client = crate::gate::ClientStream::Plain(stream);
+                        monoio::spawn(crate::gate::connection(client, peer, worker.clone()));
+                    }
+                    Some(tls) => {
+                        let (w, tls) = (worker.clone(), tls.clone());
+                        monoio::spawn(crate::gate::serve_tls(stream, peer, w, tls));
+                    }
+                }
             }
             Err(e) => {
                 // Out of descriptors and the like: back off briefly.
