@@ -185,7 +185,11 @@ pub(super) async fn attempt(
         if conn.down.capacity() - conn.down.len() < 1024 {
             conn.down.reserve(16 * 1024);
         }
-        match conn.client.read_more(&mut conn.down, proxy.read_timeout).await {
+        match conn
+            .client
+            .read_more(&mut conn.down, proxy.read_timeout)
+            .await
+        {
             Ok(_) => {}
             Err(IoFail::Timeout) => {
                 return Attempt::Failed {

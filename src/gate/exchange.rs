@@ -377,8 +377,10 @@ async fn respond(
         return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
     }
     if direct {
-        if let Err(e) =
-            conn.client.write_range(&mut bufs.up, start..start + used, limit).await
+        if let Err(e) = conn
+            .client
+            .write_range(&mut bufs.up, start..start + used, limit)
+            .await
         {
             return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
         }
@@ -435,8 +437,7 @@ async fn respond(
                     // client is gone, the read is cancelled); a finished
                     // read (data, end of body or failure) waits for the
                     // write, so that nothing already read is lost.
-                    let write =
-                        std::pin::pin!(conn.client.write_range(&mut bufs.up, 0..n, limit));
+                    let write = std::pin::pin!(conn.client.write_range(&mut bufs.up, 0..n, limit));
                     let read = std::pin::pin!(read_more(up, &mut next, limit));
                     match futures_util::future::select(write, read).await {
                         Either::Left((Err(e), _)) => {

@@ -45,6 +45,24 @@ impl Certificates {
         }
     }
 
+    /// How many certificates there are.
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there is none (never, once validated).
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Every name served, sorted (wildcards as `*.suffix`).
+    pub fn names(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.exact.keys().cloned().collect();
+        all.extend(self.wildcard.keys().map(|s| format!("*.{s}")));
+        all.sort();
+        all
+    }
+
     /// The certificate for `name` by its SAN names (no default).
     pub fn find(&self, name: &str) -> Option<&Arc<CertifiedKey>> {
         let lower;
@@ -126,7 +144,10 @@ mod tests {
             vec![
                 (key(0), vec!["localhost".into()]),
                 (key(1), vec!["*.dao.test".into(), "api.example.com".into()]),
-                (key(2), vec!["www.dao.test".into(), "Api.Example.com".into()]),
+                (
+                    key(2),
+                    vec!["www.dao.test".into(), "Api.Example.com".into()],
+                ),
             ],
             strict,
         )

@@ -255,9 +255,7 @@ impl TlsStream {
                 Ok(0) => return Err(IoFail::Eof),
                 // Maybe a whole record, maybe part of one: looked at above.
                 Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                    return Err(IoFail::Timeout)
-                }
+                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => return Err(IoFail::Timeout),
                 Err(e) => return Err(IoFail::Io(e)),
             }
         }

@@ -51,7 +51,8 @@ impl Server {
         let config = Arc::new(config);
         let count = config.server.workers;
         // Per listener, one socket per worker; then per worker, one of each.
-        let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..count).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+            (0..count).map(|_| Vec::new()).collect();
         let mut addrs = Vec::with_capacity(config.listeners.len());
         for l in &config.listeners {
             let socks = listener::bind_all(l.bind, count)

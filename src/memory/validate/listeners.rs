@@ -141,12 +141,9 @@ impl Validator {
         }
         let verifier = match &raw.client_ca {
             None => None,
-            Some(file) => self.client_verifier(
-                &format!("{path}.client_ca"),
-                file,
-                client_auth,
-                &provider,
-            ),
+            Some(file) => {
+                self.client_verifier(&format!("{path}.client_ca"), file, client_auth, &provider)
+            }
         };
         if self.errors.len() > before {
             return None;
@@ -233,7 +230,10 @@ impl Validator {
     ) -> Option<(Arc<CertifiedKey>, Vec<String>)> {
         let (cert_path, key_path) = (format!("{path}.cert"), format!("{path}.key"));
         let chain = self.pem_certs(&cert_path, &raw.cert);
-        let names = match chain.as_ref().map(|c| webpki::EndEntityCert::try_from(&c[0])) {
+        let names = match chain
+            .as_ref()
+            .map(|c| webpki::EndEntityCert::try_from(&c[0]))
+        {
             None => None,
             Some(Ok(ee)) => Some(ee.valid_dns_names().map(str::to_string).collect()),
             Some(Err(e)) => {

@@ -63,7 +63,11 @@ fn with_tls(dir: &Path, tls: &str) -> String {
 fn errors(text: &str) -> Vec<String> {
     match parse(text) {
         Ok(_) => Vec::new(),
-        Err(e) => e.errors.iter().map(|e| format!("{}: {}", e.path, e.message)).collect(),
+        Err(e) => e
+            .errors
+            .iter()
+            .map(|e| format!("{}: {}", e.path, e.message))
+            .collect(),
     }
 }
 
@@ -122,7 +126,9 @@ fn duplicate_and_bad_binds_are_refused() {
         .iter()
         .any(|e| e.starts_with("listeners[0].bind: \"localhost\" is not an address")));
     let empty = format!("listeners = []\n{ROUTE}");
-    assert!(errors(&empty).iter().any(|e| e.starts_with("listeners: empty")));
+    assert!(errors(&empty)
+        .iter()
+        .any(|e| e.starts_with("listeners: empty")));
     let unknown = format!("[[listeners]]\nbind = \"127.0.0.1:0\"\nport = 1\n{ROUTE}");
     assert!(!errors(&unknown).is_empty());
 }
@@ -192,7 +198,11 @@ fn defaults_and_optional_client_auth() {
 fn bad_certificates_name_their_field() {
     let dir = temp_dir("tls-bad");
     write_dev_certs(&dir);
-    std::fs::write(dir.join("garbage.pem"), "-----BEGIN CERTIFICATE-----\n!!!\n").unwrap();
+    std::fs::write(
+        dir.join("garbage.pem"),
+        "-----BEGIN CERTIFICATE-----\n!!!\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("empty.pem"), "nothing here\n").unwrap();
     let check = |tls: &str, path: &str, says: &str| {
         let errs = errors(&with_tls(&dir, tls));
@@ -235,7 +245,11 @@ fn bad_certificates_name_their_field() {
         &format!("{p}.certificates[1].cert"),
         "no DNS host",
     );
-    check("certificates = []", &format!("{p}.certificates"), "at least one");
+    check(
+        "certificates = []",
+        &format!("{p}.certificates"),
+        "at least one",
+    );
     let good = "certificates = [{ cert = \"DIR/server.pem\", key = \"DIR/server.key\" }]\n";
     check(
         &format!("{good}alpn = [\"h2\", \"http/1.1\"]"),
