@@ -270,6 +270,12 @@ fn sni_strict_refuses_unknown_names_with_unrecognized_name() {
     assert_eq!(text(&o), "strict ok", "{}", err(&o));
     let (_, out) = s_client(addr, &["-noservername"]);
     assert!(out.contains("CN = server"), "{out}");
+    // A name that is not a host name: refused with an alert (rustls').
+    let (ok, out) = s_client(addr, &["-servername", "bad_name!"]);
+    assert!(!ok && out.contains("alert illegal parameter"), "{out}");
+    // An IP address sent as SNI (RFC 6066 forbids it) counts as none.
+    let (_, out) = s_client(addr, &["-servername", "127.0.0.1"]);
+    assert!(out.contains("CN = server"), "{out}");
     dao.shutdown();
 }
 

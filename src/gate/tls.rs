@@ -36,8 +36,9 @@ use crate::runtime::worker::Worker;
 
 /// Room for one whole TLS record (16 KiB of payload and its overhead).
 const RX_SIZE: usize = 16 * 1024 + 512;
-/// A write buffer grown past this (a large response) is not kept.
-const TX_KEEP: usize = 96 * 1024;
+/// A write buffer grown past this (a large response: rustls hands over up
+/// to 64 KiB of records at a time) is not kept between writes.
+const TX_KEEP: usize = 32 * 1024;
 /// Time the `close_notify` alert gets to go out when a connection closes.
 const CLOSE_LIMIT: Duration = Duration::from_secs(1);
 /// A fatal `unrecognized_name` alert (RFC 6066), sent in the clear before
