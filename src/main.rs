@@ -76,6 +76,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// `https` for a TLS listener, `http` otherwise.
+fn scheme(l: &memory::Listener) -> &'static str {
+    if l.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 fn check(path: Option<PathBuf>) -> ExitCode {
     let Some(path) = path else {
         eprintln!("dao check: --config PATH is required");
@@ -84,13 +93,35 @@ fn check(path: Option<PathBuf>) -> ExitCode {
     match memory::load_file(&path) {
         Ok(c) => {
             println!("{}: ok", path.display());
+            let listen: Vec<String> = c
+                .listeners
+                .iter()
+                .map(|l| format!("{}://{}", scheme(l), l.bind))
+                .collect();
             println!(
                 "  listen {} with {} worker(s); {} route(s), {} upstream address(es)",
-                c.server.bind,
+                listen.join(", "),
                 c.server.workers,
                 c.routes.len(),
                 c.pools.len()
             );
+            for (i, l) in c.listeners.iter().enumerate() {
+                if let Some(t) = &l.tls {
+                    let names = t.certificates.names();
+                    println!(
+                        "  listener {i} TLS: {} certificate(s) for {}; ALPN {}; from TLS {}; client certificates {:?}{}",
+                        t.certificates.len(),
+                        if names.is_empty() { "any name (default only)".to_string() } else { names.join(", ") },
+                        t.alpn.join(", "),
+                        match t.min_version {
+                            memory::TlsVersion::Tls12 => "1.2",
+                            memory::TlsVersion::Tls13 => "1.3",
+                        },
+                        t.client_auth,
+                        if t.sni_strict { "; strict SNI" } else { "" },
+                    );
+                }
+            }
             for r in &c.routes {
                 let ups: Vec<String> = r
                     .upstreams
@@ -147,6 +178,7 @@ fn serve(
         return ExitCode::FAILURE;
     }
     let workers = config.server.workers;
+    let listeners = config.listeners.clone();
     let opts = Options {
         stop: Some(stop),
         exit_after,
@@ -160,11 +192,13 @@ fn serve(
             return ExitCode::FAILURE;
         }
     };
-    // Tests and scripts read the address from this line.
-    println!(
-        "dao listening on http://{} ({workers} worker(s))",
-        server.local_addr()
-    );
+    // Tests and scripts read the (first) address from this line.
+    for (l, addr) in listeners.iter().zip(server.listener_addrs()) {
+        println!(
+            "dao listening on {}://{addr} ({workers} worker(s))",
+            scheme(l)
+        );
+    }
     let telemetry = server.telemetry_addr();
     if let Some(t) = telemetry {
         println!("telemetry on http://{t} (/metrics, /health)");

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::Conn;
 use super::exchange::Bufs;
-use super::io::{read_more, write_all, write_range, write_static, IoFail};
+use super::io::{read_more, write_all, write_range, IoFail};
 use crate::align::breaker::Held;
 use crate::align::retry::Cause;
 use crate::clock;
@@ -100,7 +100,11 @@ pub(super) async fn attempt(
     debug_assert!(!req.consumed, "a consumed request is not tried again");
     let fwd = Forwarded {
         client_ip: conn.client_ip.as_bytes(),
-        proto: b"http",
+        proto: if conn.client.is_tls() {
+            b"https"
+        } else {
+            b"http"
+        },
         extra: conn.edits.lines(),
         drop: conn.edits.removed(),
         default_host: upstream.authority.as_bytes(),
@@ -148,12 +152,10 @@ pub(super) async fn attempt(
         && !req.continued
     {
         req.continued = true;
-        let r = write_static(
-            &mut conn.client,
-            b"HTTP/1.1 100 Continue\r\n\r\n",
-            proxy.read_timeout,
-        )
-        .await;
+        let r = conn
+            .client
+            .write_static(b"HTTP/1.1 100 Continue\r\n\r\n", proxy.read_timeout)
+            .await;
         if let Err(e) = r {
             return Attempt::Abort(ProxyError::ClientIo(e.into_io()));
         }
@@ -186,7 +188,11 @@ pub(super) async fn attempt(
         if conn.down.capacity() - conn.down.len() < 1024 {
             conn.down.reserve(16 * 1024);
         }
-        match read_more(&mut conn.client, &mut conn.down, proxy.read_timeout).await {
+        match conn
+            .client
+            .read_more(&mut conn.down, proxy.read_timeout)
+            .await
+        {
             Ok(_) => {}
             Err(IoFail::Timeout) => {
                 return Attempt::Failed {
@@ -279,9 +285,10 @@ async fn read_head(
                     if conn.resp.status != 100 && conn.head.minor_version == 1 {
                         req.interim = true;
                         conn.tally.bytes_out += n as u64;
-                        if let Err(e) =
-                            write_range(&mut conn.client, &mut bufs.up, 0..n, proxy.read_timeout)
-                                .await
+                        if let Err(e) = conn
+                            .client
+                            .write_range(&mut bufs.up, 0..n, proxy.read_timeout)
+                            .await
                         {
                             return Some(Attempt::Abort(ProxyError::ClientIo(e.into_io())));
                         }

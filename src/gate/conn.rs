@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use monoio::io::Canceller;
 
-use monoio::net::TcpStream;
-
 use super::exchange::{self, Exchange};
-use super::io::{read_more, read_or_give_up, within, write_all, write_static, IoFail};
+use super::io::{within, IoFail};
+use super::stream::ClientStream;
 use super::tally::Tally;
 use crate::align::router::{Field, Target};
 use crate::clock;
@@ -47,14 +46,14 @@ const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// A client connection idle past `PARK_AFTER`.
 pub(crate) struct Parked {
-    client: TcpStream,
+    client: ClientStream,
     peer: SocketAddr,
     /// What is left of the keep-alive timeout.
     idle_left: Duration,
 }
 
 /// Serves one client connection (panics stay in it), parking it while idle.
-pub(crate) async fn connection(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) {
+pub(crate) async fn connection(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) {
     let id = worker.id;
     let served = AssertUnwindSafe(serve(client, peer, worker.clone()))
         .catch_unwind()
@@ -74,7 +73,7 @@ pub(crate) async fn connection(client: TcpStream, peer: SocketAddr, worker: Rc<W
 }
 
 async fn park(p: Parked, worker: Rc<Worker>) {
-    if let Some(Ok(())) = within(p.idle_left, p.client.readable(false)).await {
+    if let Some(Ok(())) = within(p.idle_left, p.client.readable()).await {
         if !worker.stopping.get() {
             monoio::spawn(connection(p.client, p.peer, worker));
             return;
@@ -84,8 +83,11 @@ async fn park(p: Parked, worker: Rc<Worker>) {
 }
 
 /// Serves requests until the connection closes (`None`) or idles.
-async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Option<Parked> {
-    let _ = client.set_nodelay(true);
+async fn serve(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) -> Option<Parked> {
+    // (TLS streams had theirs set before the handshake.)
+    if let ClientStream::Plain(s) = &client {
+        let _ = s.set_nodelay(true);
+    }
     let mut conn = Conn {
         client,
         client_ip: peer.ip().to_string(),
@@ -108,15 +110,22 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
     loop {
         match conn.one().await {
             Next::KeepAlive => {}
-            Next::Close => return None,
+            Next::Close => {
+                conn.client.close().await;
+                return None;
+            }
             Next::Tunnel(up) => {
                 let early = std::mem::take(&mut conn.down);
                 // The config the upgrade was made under sets the timeout.
                 let idle = conn.gen.config.proxy.tunnel_idle_timeout;
-                super::tunnel::run(&mut conn.client, early, up, (&conn.worker, idle)).await;
+                // Requests over TLS never upgrade (see `one`).
+                if let ClientStream::Plain(client) = &mut conn.client {
+                    super::tunnel::run(client, early, up, (&conn.worker, idle)).await;
+                }
                 return None;
             }
             Next::Park => {
+                conn.client.park();
                 let idle_left = conn
                     .gen
                     .config
@@ -134,7 +143,7 @@ async fn serve(client: TcpStream, peer: SocketAddr, worker: Rc<Worker>) -> Optio
 }
 
 pub(crate) struct Conn {
-    pub(crate) client: TcpStream,
+    pub(crate) client: ClientStream,
     pub(crate) client_ip: String,
     pub(crate) peer_ip: std::net::IpAddr,
     pub(crate) down: Vec<u8>,
@@ -194,6 +203,9 @@ impl Conn {
         // The request runs under the config current now, to its end.
         self.gen = self.worker.gen();
         match read {
+            // WebSocket tunnels run on plain connections only: over TLS the
+            // upgrade headers are dropped and the request served as HTTP.
+            Ok(()) if self.client.is_tls() => self.head.upgrade = false,
             Ok(()) => {}
             Err(HeadError::Close) => return Next::Close,
             Err(HeadError::Park) => return Next::Park,
@@ -331,7 +343,7 @@ impl Conn {
         };
         self.tally.bytes_out += page.len() as u64;
         self.tally.finish(status, error, &self.client_ip);
-        if write_static(&mut self.client, page, limit).await.is_err() || close {
+        if self.client.write_static(page, limit).await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive
@@ -414,7 +426,7 @@ impl Conn {
         self.tally.bytes_out += out.len() as u64;
         self.tally.finish(reply.status, None, &self.client_ip);
         let limit = self.gen.config.proxy.read_timeout;
-        if write_all(&mut self.client, &mut out, limit).await.is_err() || close {
+        if self.client.write_all(&mut out, limit).await.is_err() || close {
             return Next::Close;
         }
         Next::KeepAlive
@@ -470,19 +482,16 @@ impl Conn {
             }
             if deadline.is_none() && self.down.is_empty() && idle_timeout > PARK_AFTER {
                 // Between requests: a long wait parks the connection.
-                let read = read_or_give_up(
-                    &mut self.client,
-                    &mut self.down,
-                    PARK_AFTER,
-                    &mut self.canceller,
-                );
+                let read =
+                    self.client
+                        .read_or_give_up(&mut self.down, PARK_AFTER, &mut self.canceller);
                 match read.await {
                     Ok(_) => continue,
                     Err(IoFail::Timeout) => return Err(HeadError::Park),
                     Err(_) => return Err(HeadError::Close),
                 }
             }
-            match read_more(&mut self.client, &mut self.down, wait).await {
+            match self.client.read_more(&mut self.down, wait).await {
                 Ok(_) => {}
                 Err(IoFail::Timeout) if deadline.is_some() => return Err(HeadError::Reply(408)),
                 Err(_) => return Err(HeadError::Close),

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use super::attempt::{attempt, Attempt, Request};
 use super::conn::Conn;
-use super::io::{read_more, write_all, write_range, IoFail};
+use super::io::{read_more, IoFail};
 use super::tally::Tally;
 use crate::align::balancer::Ask;
 use crate::align::breaker::Held;
@@ -410,12 +410,14 @@ async fn respond(
         conn.tally.retry_after_us = retry_after_us(resp, &bufs.up);
     }
     conn.tally.bytes_out += (bufs.out.len() + if direct { used } else { 0 }) as u64;
-    if let Err(e) = write_all(&mut conn.client, &mut bufs.out, limit).await {
+    if let Err(e) = conn.client.write_all(&mut bufs.out, limit).await {
         return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
     }
     if direct {
-        if let Err(e) =
-            write_range(&mut conn.client, &mut bufs.up, start..start + used, limit).await
+        if let Err(e) = conn
+            .client
+            .write_range(&mut bufs.up, start..start + used, limit)
+            .await
         {
             return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
         }
@@ -440,7 +442,7 @@ async fn respond(
             };
             clean = used == bufs.up.len();
             conn.tally.bytes_out += bufs.out.len() as u64;
-            if let Err(e) = write_all(&mut conn.client, &mut bufs.out, limit).await {
+            if let Err(e) = conn.client.write_all(&mut bufs.out, limit).await {
                 return Outcome::Abort(ProxyError::ClientIo(e.into_io()));
             }
         }
@@ -455,7 +457,7 @@ async fn respond(
         let outcome = loop {
             if body.is_done() {
                 if let Some(n) = pending {
-                    if let Err(e) = write_range(&mut conn.client, &mut bufs.up, 0..n, limit).await {
+                    if let Err(e) = conn.client.write_range(&mut bufs.up, 0..n, limit).await {
                         break Some(Outcome::Abort(ProxyError::ClientIo(e.into_io())));
                     }
                 }
@@ -472,8 +474,7 @@ async fn respond(
                     // client is gone, the read is cancelled); a finished
                     // read (data, end of body or failure) waits for the
                     // write, so that nothing already read is lost.
-                    let write =
-                        std::pin::pin!(write_range(&mut conn.client, &mut bufs.up, 0..n, limit));
+                    let write = std::pin::pin!(conn.client.write_range(&mut bufs.up, 0..n, limit));
                     let read = std::pin::pin!(read_more(up, &mut next, limit));
                     match futures_util::future::select(write, read).await {
                         Either::Left((Err(e), _)) => {

@@ -1,6 +1,6 @@
 //! Gate: where connections come in — the per-worker SO_REUSEPORT
-//! listeners, the HTTP/1.1 client connection loop, and the tunnels that
-//! WebSocket connections become.
+//! listeners, TLS termination, the HTTP/1.1 client connection loop, and
+//! the tunnels that WebSocket connections become.
 
 mod ask;
 mod attempt;
@@ -8,7 +8,12 @@ mod conn;
 mod exchange;
 pub(crate) mod io;
 pub mod listener;
+pub mod sni;
+mod stream;
 mod tally;
+mod tls;
 pub(crate) mod tunnel;
 
 pub(crate) use conn::connection;
+pub(crate) use stream::ClientStream;
+pub(crate) use tls::serve as serve_tls;

@@ -14,6 +14,9 @@ use crate::align::{CircuitBreaker, RetryPolicy, Router};
 pub struct Config {
     /// `[server]`.
     pub server: Server,
+    /// Every address served: `server.bind` (when given, or when there is
+    /// no `[[listeners]]`) first, then `[[listeners]]` in file order.
+    pub listeners: Vec<Listener>,
     /// `[proxy]`.
     pub proxy: Proxy,
     /// `[telemetry]`.
@@ -70,10 +73,64 @@ pub struct Memory {
     pub profile_interval: Duration,
 }
 
+/// One address DAO accepts connections on: `server.bind` or a
+/// `[[listeners]]` entry.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Address to bind (port 0: a free port, different per listener).
+    pub bind: SocketAddr,
+    /// HTTPS: the TLS settings; `None`: plain HTTP.
+    pub tls: Option<Arc<Tls>>,
+}
+
+/// `[listeners.tls]`, validated: certificates loaded and checked, ready
+/// for handshakes. Built anew with each config, so a reload reloads the
+/// certificates.
+#[derive(Debug)]
+pub struct Tls {
+    /// The rustls settings: certificates chosen by SNI, ALPN, protocol
+    /// versions, client certificate verification.
+    pub server: Arc<rustls::ServerConfig>,
+    /// The certificates and the names each one serves.
+    pub certificates: Arc<crate::gate::sni::Certificates>,
+    /// Refuse a ClientHello whose SNI names no certificate, with an
+    /// `unrecognized_name` alert (otherwise it gets the first certificate).
+    pub sni_strict: bool,
+    /// Time a client gets to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// Whether clients present certificates.
+    pub client_auth: ClientAuth,
+    /// ALPN protocols offered, in preference order.
+    pub alpn: Vec<String>,
+    /// Lowest TLS version accepted.
+    pub min_version: TlsVersion,
+}
+
+/// Client certificate verification (mTLS) of a TLS listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// Asked for; a client without one is served, one with a bad one is not.
+    Optional,
+    /// A certificate signed by `client_ca` is required.
+    Required,
+}
+
+/// A TLS protocol version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TlsVersion {
+    /// TLS 1.2.
+    Tls12,
+    /// TLS 1.3.
+    Tls13,
+}
+
 /// `[server]`: the downstream side.
 #[derive(Debug, Clone)]
 pub struct Server {
-    /// Listening address.
+    /// The first listener's address (`server.bind`, or the first
+    /// `[[listeners]]` when `server.bind` is not given).
     pub bind: SocketAddr,
     /// Number of worker threads, one per core.
     pub workers: usize,

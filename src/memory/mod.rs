@@ -18,7 +18,7 @@ mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
 pub use config::{
-    Admin, Config, HealthCheck, HostMatch, LogDestination, Memory, Proxy, Route, Server, Telemetry,
-    Upstream,
+    Admin, ClientAuth, Config, HealthCheck, HostMatch, Listener, LogDestination, Memory, Proxy,
+    Route, Server, Telemetry, Tls, TlsVersion, Upstream,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

@@ -20,6 +20,8 @@ pub(crate) struct RawConfig {
     pub(crate) policies: RawPolicies,
     #[serde(default)]
     pub(crate) memory: RawMemory,
+    /// `[[listeners]]`: addresses served besides (or instead of) `server.bind`.
+    pub(crate) listeners: Option<Vec<RawListener>>,
     /// Read as a table so that unknown keys are named by their path; then
     /// deserialised into `RawAdmin`.
     pub(crate) admin: Option<toml::Table>,
@@ -42,8 +44,36 @@ pub(crate) struct RawServer {
     pub(crate) header_read_timeout: Option<String>,
     pub(crate) keepalive_timeout: Option<String>,
     pub(crate) shutdown_timeout: Option<String>,
-    pub(crate) tls_cert: Option<String>,
-    pub(crate) tls_key: Option<String>,
+    /// Removed keys: kept so that validation can point to `[[listeners]]`.
+    pub(crate) tls_cert: Option<toml::Value>,
+    pub(crate) tls_key: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListener {
+    pub(crate) bind: String,
+    pub(crate) tls: Option<RawTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    #[serde(default)]
+    pub(crate) certificates: Vec<RawCertificate>,
+    pub(crate) sni_strict: Option<bool>,
+    pub(crate) alpn: Option<Vec<String>>,
+    pub(crate) min_version: Option<String>,
+    pub(crate) client_ca: Option<String>,
+    pub(crate) client_auth: Option<String>,
+    pub(crate) handshake_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCertificate {
+    pub(crate) cert: String,
+    pub(crate) key: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,15 +57,22 @@ impl ConfigError {
     }
 }
 
-/// Reads and validates a configuration file.
+/// Reads and validates a configuration file. Files it names (certificates,
+/// keys) are found relative to its directory.
 pub fn load_file(path: &Path) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ConfigError::one("", format!("cannot read {}: {e}", path.display())))?;
-    parse(&text)
+    let dir = path.parent().unwrap_or(Path::new(""));
+    parse_in(&text, Some(dir.to_path_buf()))
 }
 
-/// Parses and validates a configuration from TOML text.
+/// Parses and validates a configuration from TOML text. Files it names are
+/// found relative to the working directory.
 pub fn parse(text: &str) -> Result<Config, ConfigError> {
+    parse_in(text, None)
+}
+
+fn parse_in(text: &str, base: Option<PathBuf>) -> Result<Config, ConfigError> {
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         // toml names the key and its line; keep its message whole.
         ConfigError::one("", e.to_string().trim_end().to_string())
@@ -73,6 +80,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigError> {
     let mut v = Validator {
         errors: Vec::new(),
         telemetry_enabled: true,
+        base,
     };
     let config = v.config(raw);
     if v.errors.is_empty() {
@@ -88,6 +96,7 @@ mod admin;
 mod balancing;
 mod filters;
 mod health;
+mod listeners;
 mod memory;
 mod resilience;
 mod telemetry;
@@ -96,6 +105,8 @@ struct Validator {
     errors: Vec<FieldError>,
     /// `telemetry.enabled`, which health checks need.
     telemetry_enabled: bool,
+    /// Where relative file names start (`None`: the working directory).
+    base: Option<PathBuf>,
 }
 
 impl Validator {
@@ -106,12 +117,13 @@ impl Validator {
         });
     }
 
-    fn not_yet(&mut self, path: &str) {
-        self.err(path, "not supported yet");
-    }
-
     fn config(&mut self, raw: RawConfig) -> Option<Config> {
-        let server = self.server(raw.server);
+        let bind_given = raw.server.bind.is_some();
+        let mut server = self.server(raw.server);
+        let listeners = self.listeners(server.as_ref().map(|s| s.bind), bind_given, raw.listeners);
+        if let (Some(s), Some(first)) = (&mut server, listeners.first()) {
+            s.bind = first.bind;
+        }
         let proxy = self.proxy(raw.proxy);
         self.telemetry_enabled = raw.telemetry.enabled.unwrap_or(true);
         let telemetry = self.telemetry(raw.telemetry);
@@ -170,6 +182,7 @@ impl Validator {
         intents.dedup();
         Some(Config {
             server: server?,
+            listeners,
             proxy: proxy?,
             telemetry: telemetry?,
             routes,
@@ -222,11 +235,14 @@ impl Validator {
     }
 
     fn server(&mut self, raw: RawServer) -> Option<Server> {
-        if raw.tls_cert.is_some() {
-            self.not_yet("server.tls_cert");
-        }
-        if raw.tls_key.is_some() {
-            self.not_yet("server.tls_key");
+        for (key, given) in [("tls_cert", &raw.tls_cert), ("tls_key", &raw.tls_key)] {
+            if given.is_some() {
+                self.err(
+                    format!("server.{key}"),
+                    "removed: TLS is set per listener, in [[listeners]] with a \
+                     [listeners.tls] table (certificates = [{ cert = \"...\", key = \"...\" }])",
+                );
+            }
         }
         let bind_text = raw.bind.unwrap_or_else(|| "127.0.0.1:8080".to_string());
         let bind = match bind_text.parse::<SocketAddr>() {

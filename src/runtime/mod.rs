@@ -24,7 +24,8 @@ use crate::upstream::pool::PoolStats;
 /// A running proxy: its workers, the threads beside them, and the flag
 /// that stops them.
 pub struct Server {
-    addr: SocketAddr,
+    /// Each listener's bound address, in `Config::listeners` order.
+    addrs: Vec<SocketAddr>,
     stop: Arc<AtomicBool>,
     workers: Vec<JoinHandle<PoolStats>>,
     /// Sense's control thread and what it publishes.
@@ -110,8 +111,18 @@ impl Server {
             ),
             None => None,
         };
-        let listeners = listener::bind_all(config.server.bind, count)?;
-        let addr = listeners[0].local_addr()?;
+        // Per listener, one socket per worker; then per worker, one of each.
+        let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+            (0..count).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::with_capacity(config.listeners.len());
+        for l in &config.listeners {
+            let socks = listener::bind_all(l.bind, count)
+                .map_err(|e| io::Error::new(e.kind(), format!("listen on {}: {e}", l.bind)))?;
+            addrs.push(socks[0].local_addr()?);
+            for (w, s) in per_worker.iter_mut().zip(socks) {
+                w.push(s);
+            }
+        }
         let telemetry_listener = match config.telemetry.prometheus_bind {
             Some(bind) => Some(std::net::TcpListener::bind(bind).map_err(|e| {
                 io::Error::new(e.kind(), format!("telemetry.prometheus_bind {bind}: {e}"))
@@ -179,7 +190,7 @@ impl Server {
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut workers = Vec::with_capacity(count);
         let mut inboxes = Vec::with_capacity(count);
-        for (id, listener) in listeners.into_iter().enumerate() {
+        for (id, listeners) in per_worker.into_iter().enumerate() {
             let (inbox_tx, inbox) = std::sync::mpsc::channel();
             inboxes.push(inbox_tx);
             let setup = worker::Setup {
@@ -189,7 +200,7 @@ impl Server {
                     epoch,
                     config: config.clone(),
                     slots: slots.clone(),
-                    listener: Some(listener),
+                    listeners: Some(listeners),
                 },
                 inbox: Some(inbox),
                 stop: stop.clone(),
@@ -216,7 +227,7 @@ impl Server {
             checker: health,
             table: control.as_ref().map(|(_, p)| p.clone()),
             started,
-            listen: vec![addr],
+            listen: addrs.clone(),
             stop: stop.clone(),
             hup: hup.unwrap_or_default(),
         })?;
@@ -231,7 +242,7 @@ impl Server {
             _ => None,
         };
         Ok(Server {
-            addr,
+            addrs,
             stop,
             workers,
             control,
@@ -252,9 +263,16 @@ impl Server {
         self.control.as_ref().map(|(_, p)| p.load_full())
     }
 
-    /// The address the listeners were first bound to.
+    /// The address the first listener was first bound to (`server.bind`,
+    /// or the first `[[listeners]]`).
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every listener's bound address, in `Config::listeners` order
+    /// (`server.bind` first when it is served).
+    pub fn listener_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// The admin API's address, when `[admin]` is configured.

@@ -601,21 +601,39 @@ impl Reloader {
         }
         // Everything that can fail comes before anything is published.
         let workers = self.inboxes.len();
-        let mut sockets = if config.server.bind != self.current.server.bind {
-            let bound = listener::bind_all(config.server.bind, workers).map_err(|e| {
-                refused(
-                    422,
-                    "cannot listen on the new address",
-                    vec![FieldError {
-                        path: "server.bind".into(),
-                        message: format!("{}: {e}", config.server.bind),
-                    }],
-                )
-            })?;
-            bound.into_iter().map(Some).collect()
-        } else {
-            (0..workers).map(|_| None).collect::<Vec<_>>()
-        };
+        let binds = |c: &Config| c.listeners.iter().map(|l| l.bind).collect::<Vec<_>>();
+        let mut sockets: Vec<Option<Vec<std::net::TcpListener>>> =
+            (0..workers).map(|_| None).collect();
+        let mut listen = None;
+        if binds(&config) != binds(&self.current) {
+            // Per worker, one socket of each listener (all rebound).
+            let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+                (0..workers).map(|_| Vec::new()).collect();
+            let mut addrs = Vec::new();
+            for l in &config.listeners {
+                let bound = listener::bind_all(l.bind, workers).map_err(|e| {
+                    let path = if config.listeners.len() == 1 {
+                        "server.bind"
+                    } else {
+                        "listeners"
+                    };
+                    refused(
+                        422,
+                        "cannot listen on the new address",
+                        vec![FieldError {
+                            path: path.into(),
+                            message: format!("{}: {e}", l.bind),
+                        }],
+                    )
+                })?;
+                addrs.push(bound[0].local_addr().unwrap_or(l.bind));
+                for (w, sock) in per_worker.iter_mut().zip(bound) {
+                    w.push(sock);
+                }
+            }
+            sockets = per_worker.into_iter().map(Some).collect();
+            listen = Some(addrs);
+        }
         let snap = self
             .history
             .record(source, &text, note, unix_now())
@@ -632,16 +650,16 @@ impl Reloader {
             seeds: super::seeds(&self.profiles, &config, &slots),
         });
         self.restart_checks(&config, &slots);
-        if let Some(Some(l)) = sockets.first() {
-            self.listen = vec![l.local_addr().unwrap_or(config.server.bind)];
+        if let Some(addrs) = listen {
+            self.listen = addrs;
         }
-        for (inbox, listener) in self.inboxes.iter().zip(sockets.iter_mut()) {
+        for (inbox, listeners) in self.inboxes.iter().zip(sockets) {
             // A worker that has stopped no longer needs it.
             let _ = inbox.send(Applied {
                 epoch,
                 config: config.clone(),
                 slots: slots.clone(),
-                listener: listener.take(),
+                listeners,
             });
         }
         tracing::info!(epoch, source = ?source, sha256 = %snap.sha256, "config applied");

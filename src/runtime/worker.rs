@@ -206,7 +206,7 @@ impl Worker {
             epoch,
             config,
             slots,
-            listener,
+            listeners,
         } = applied;
         let (gen, live) = generation::build(
             self.id,
@@ -227,16 +227,19 @@ impl Worker {
             self.observe(&gen, &link.table.load());
         }
         *self.gen.borrow_mut() = Rc::new(gen);
-        if let Some(listener) = listener {
+        if let Some(listeners) = listeners {
             // The old loops end at their next turn.
             drop(self.close_listeners());
-            self.listen(listener);
+            for (index, l) in listeners.into_iter().enumerate() {
+                self.listen(l, index);
+            }
         }
         tracing::debug!(worker = self.id, epoch, "config applied");
     }
 
-    /// Starts accepting on `listener` (a task of its own).
-    fn listen(self: &Rc<Self>, listener: std::net::TcpListener) {
+    /// Starts accepting on `listener`, the socket of the config's
+    /// `index`th listener (a task of its own).
+    fn listen(self: &Rc<Self>, listener: std::net::TcpListener, index: usize) {
         let addr = listener.local_addr().ok();
         let listener = match TcpListener::from_std(listener) {
             Ok(l) => l,
@@ -247,7 +250,12 @@ impl Worker {
         };
         let canceller = Canceller::new();
         let closed = Rc::new(Cell::new(false));
-        let task = accept_loop(listener, self.clone(), canceller.handle(), closed.clone());
+        let task = accept_loop(
+            listener,
+            (self.clone(), index),
+            canceller.handle(),
+            closed.clone(),
+        );
         let task = monoio::spawn(task);
         self.accepting.borrow_mut().push(Accepting {
             addr,
@@ -296,9 +304,9 @@ pub(crate) struct Applied {
     pub(crate) config: Arc<Config>,
     /// Its slots (kept upstreams keep their number).
     pub(crate) slots: Slots,
-    /// This worker's socket for the config's new listening address, when
-    /// the address changed.
-    pub(crate) listener: Option<std::net::TcpListener>,
+    /// This worker's socket of each of `config.listeners`, in that order,
+    /// when the set of addresses changed (the old ones then close).
+    pub(crate) listeners: Option<Vec<std::net::TcpListener>>,
 }
 
 /// One running accept loop.
@@ -350,7 +358,7 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
     };
     runtime.block_on(async move {
         let sensed = link.is_some() || access_log.is_some();
-        let listener = first.listener.take();
+        let listeners = first.listeners.take().unwrap_or_default();
         let mut addresses = Addresses::default();
         let (gen, live) = generation::build(
             id,
@@ -393,8 +401,8 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             exit_after,
             stop: stop.clone(),
         });
-        if let Some(listener) = listener {
-            worker.listen(listener);
+        for (index, l) in listeners.into_iter().enumerate() {
+            worker.listen(l, index);
         }
         {
             let watch = std::pin::pin!(watch(&worker, &stop));
@@ -452,9 +460,12 @@ fn build_runtime() -> std::io::Result<Runtime> {
     }
 }
 
+/// Accepts on the worker's socket of the config's `index`th listener
+/// until `closed`; TLS listeners' connections start with a handshake, with
+/// the certificates of the config current when they are accepted.
 async fn accept_loop(
     listener: TcpListener,
-    worker: Rc<Worker>,
+    (worker, index): (Rc<Worker>, usize),
     cancel: monoio::io::CancelHandle,
     closed: Rc<Cell<bool>>,
 ) {
@@ -462,7 +473,21 @@ async fn accept_loop(
         match listener.cancelable_accept(cancel.clone()).await {
             Ok((stream, peer)) => {
                 worker.connection_opened();
-                monoio::spawn(crate::gate::connection(stream, peer, worker.clone()));
+                let tls = worker
+                    .gen()
+                    .config
+                    .listeners
+                    .get(index)
+                    .and_then(|l| l.tls.clone());
+                match tls {
+                    None => {
+                        let client = crate::gate::ClientStream::Plain(stream);
+                        monoio::spawn(crate::gate::connection(client, peer, worker.clone()));
+                    }
+                    Some(tls) => {
+                        monoio::spawn(crate::gate::serve_tls(stream, peer, worker.clone(), tls));
+                    }
+                }
             }
             Err(_) if closed.get() => break,
             Err(e) => {
