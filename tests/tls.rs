@@ -725,3 +725,57 @@ impl RustlsClient {
         matches!(self.tls.read(&mut b), Ok(0))
     }
 }
+
+/// A reload reloads certificates: same listener (not rebound), the
+/// certificates in the other order, so the default one changes for new
+/// handshakes.
+#[test]
+fn certificates_reload_with_the_config() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("reload");
+    let backend = Backend::text("ok");
+    let text = tls_config(&pki, &backend, "", "");
+    let dao = common::start(&text);
+    let addr = dao.local_addr();
+    let (_, out) = s_client(addr, &["-noservername"]);
+    assert!(out.contains("CN = server"), "{out}");
+    let pair = |name: &str| {
+        format!(
+            "{{ cert = \"{}\", key = \"{}\" }}",
+            pki.path(&format!("{name}.pem")),
+            pki.path(&format!("{name}.key"))
+        )
+    };
+    let before = format!("{}, {}", pair("server"), pair("other"));
+    assert!(text.contains(&before));
+    let swapped = text.replace(&before, &format!("{}, {}", pair("other"), pair("server")));
+    dao.reloads().reload(Some(swapped)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, out) = s_client(addr, &["-noservername"]);
+        if out.contains("CN = other") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still the old certificate: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(dao.listener_addrs(), [addr]);
+    // A certificate file that went missing is a field error; nothing changes.
+    let broken = text.replace(&pki.path("server.key"), &pki.path("missing.key"));
+    let e = dao.reloads().reload(Some(broken)).unwrap_err();
+    assert!(
+        e.errors
+            .iter()
+            .any(|f| f.path.starts_with("listeners[0].tls.certificates")),
+        "{:?}",
+        e.errors
+    );
+    let (_, out) = s_client(addr, &["-noservername"]);
+    assert!(out.contains("CN = other"), "{out}");
+    dao.shutdown();
+}
