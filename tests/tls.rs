@@ -45,7 +45,24 @@ fn tools() -> bool {
     tool("curl") && tool("openssl")
 }
 
-fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh, empty directory under the system's temporary directory,
+/// removed when dropped.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(tag: &str) -> TempDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "dao-tls-{tag}-{}-{}",
@@ -54,14 +71,14 @@ fn temp_dir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// Test certificates: a CA signing `server` (localhost, 127.0.0.1,
 /// *.dao.test), `other` (other.test, *.other.test) and `client`; a second
 /// CA signing `rogue`, a client certificate DAO must not accept.
 struct Pki {
-    dir: PathBuf,
+    dir: TempDir,
 }
 
 impl Pki {

@@ -2,8 +2,11 @@
 //! the deadline-bound reads and writes of `io` for both. Plain sockets go
 //! straight to `io`'s functions; TLS adds its records around them.
 
+use std::future::Future;
 use std::ops::Range;
 use std::time::Duration;
+
+use futures_util::future::Either;
 
 use monoio::io::Canceller;
 use monoio::net::TcpStream;
@@ -26,69 +29,76 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    // The operations below return the plain socket's future as it is (no
+    // wrapper state, no larger variant beside it: that would be copied
+    // with every call on the plain path) or a boxed TLS one, whose
+    // allocation is small next to its record work.
+
     /// Reads once, appending to `buf` (which must have spare capacity).
     #[inline]
-    pub(crate) async fn read_more(
-        &mut self,
-        buf: &mut Vec<u8>,
+    pub(crate) fn read_more<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
         limit: Duration,
-    ) -> Result<usize, IoFail> {
+    ) -> impl Future<Output = Result<usize, IoFail>> + 'a {
         match self {
-            ClientStream::Plain(s) => io::read_more(s, buf, limit).await,
-            ClientStream::Tls(t) => t.read_more(buf, limit).await,
+            ClientStream::Plain(s) => Either::Left(io::read_more(s, buf, limit)),
+            ClientStream::Tls(t) => Either::Right(Box::pin(t.read_more(buf, limit))),
         }
     }
 
     /// Reads once for at most `limit`; on `Err(IoFail::Timeout)` nothing
     /// was read and nothing is left buffered (see `io::read_or_give_up`).
     #[inline]
-    pub(crate) async fn read_or_give_up(
-        &mut self,
-        buf: &mut Vec<u8>,
+    pub(crate) fn read_or_give_up<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
         limit: Duration,
-        canceller: &mut Canceller,
-    ) -> Result<usize, IoFail> {
+        canceller: &'a mut Canceller,
+    ) -> impl Future<Output = Result<usize, IoFail>> + 'a {
         match self {
-            ClientStream::Plain(s) => io::read_or_give_up(s, buf, limit, canceller).await,
-            ClientStream::Tls(t) => t.read_or_give_up(buf, limit, canceller).await,
+            ClientStream::Plain(s) => Either::Left(io::read_or_give_up(s, buf, limit, canceller)),
+            ClientStream::Tls(t) => {
+                Either::Right(Box::pin(t.read_or_give_up(buf, limit, canceller)))
+            }
         }
     }
 
     /// Writes `buf[range]` whole.
     #[inline]
-    pub(crate) async fn write_range(
-        &mut self,
-        buf: &mut Vec<u8>,
+    pub(crate) fn write_range<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
         range: Range<usize>,
         limit: Duration,
-    ) -> Result<(), IoFail> {
+    ) -> impl Future<Output = Result<(), IoFail>> + 'a {
         match self {
-            ClientStream::Plain(s) => io::write_range(s, buf, range, limit).await,
-            ClientStream::Tls(t) => t.write(&buf[range], limit).await,
+            ClientStream::Plain(s) => Either::Left(io::write_range(s, buf, range, limit)),
+            ClientStream::Tls(t) => Either::Right(Box::pin(t.write(&buf[range], limit))),
         }
     }
 
     /// Writes all of `buf`.
     #[inline]
-    pub(crate) async fn write_all(
-        &mut self,
-        buf: &mut Vec<u8>,
+    pub(crate) fn write_all<'a>(
+        &'a mut self,
+        buf: &'a mut Vec<u8>,
         limit: Duration,
-    ) -> Result<(), IoFail> {
+    ) -> impl Future<Output = Result<(), IoFail>> + 'a {
         let len = buf.len();
-        self.write_range(buf, 0..len, limit).await
+        self.write_range(buf, 0..len, limit)
     }
 
     /// Writes a static response (error pages, `100 Continue`).
     #[inline]
-    pub(crate) async fn write_static(
+    pub(crate) fn write_static(
         &mut self,
         bytes: &'static [u8],
         limit: Duration,
-    ) -> Result<(), IoFail> {
+    ) -> impl Future<Output = Result<(), IoFail>> + '_ {
         match self {
-            ClientStream::Plain(s) => io::write_static(s, bytes, limit).await,
-            ClientStream::Tls(t) => t.write(bytes, limit).await,
+            ClientStream::Plain(s) => Either::Left(io::write_static(s, bytes, limit)),
+            ClientStream::Tls(t) => Either::Right(Box::pin(t.write(bytes, limit))),
         }
     }
 
@@ -96,7 +106,7 @@ impl ClientStream {
     #[inline]
     pub(crate) async fn close(&mut self) {
         if let ClientStream::Tls(t) = self {
-            t.close().await;
+            Box::pin(t.close()).await;
         }
     }
 

@@ -21,7 +21,6 @@ use std::task::Poll;
 use std::time::Duration;
 
 use futures_util::FutureExt;
-use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use rustls::server::Acceptor;
@@ -235,9 +234,11 @@ impl TlsStream {
             rx.clear();
             self.rx_at = 0;
             rx.reserve_exact(RX_SIZE);
-            let cap = rx.capacity();
             let handle = canceller.handle();
-            let mut op = pin!(self.tcp.cancelable_read(rx.slice_mut(0..cap), handle));
+            // The whole (empty) Vec, not a slice of it: a read of another
+            // buffer type than the plain path's, which therefore keeps its
+            // own inlined copy of the operation.
+            let mut op = pin!(self.tcp.cancelable_read(rx, handle));
             let mut sleep = pin!(monoio::time::sleep(left));
             let mut fired = false;
             let (res, slice) = poll_fn(|cx| {
@@ -251,7 +252,7 @@ impl TlsStream {
                 Poll::Pending
             })
             .await;
-            self.rx = slice.into_inner();
+            self.rx = slice;
             match res {
                 Ok(0) => return Err(IoFail::Eof),
                 // Maybe a whole record, maybe part of one: looked at above.

@@ -10,8 +10,24 @@ use rcgen::{
 
 use crate::memory::{load_file, parse, ClientAuth, TlsVersion};
 
-/// A fresh, empty directory under the system's temporary directory.
-pub(in crate::memory) fn temp_dir(tag: &str) -> PathBuf {
+/// A fresh, empty directory under the system's temporary directory,
+/// removed when dropped.
+pub(in crate::memory) struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub(in crate::memory) fn temp_dir(tag: &str) -> TempDir {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "dao-{tag}-{}-{}",
@@ -20,7 +36,7 @@ pub(in crate::memory) fn temp_dir(tag: &str) -> PathBuf {
     ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// Writes what `scripts/dev-certs.sh` writes (ca, server and client
