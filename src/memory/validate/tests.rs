@@ -954,8 +954,9 @@ fn upstream_protocol_errors_name_the_field() {
     };
     let errs = errors(&with("\"h2\""));
     assert!(
-        errs.iter().any(|e| e.starts_with("routes.rule[0].upstreams[1].protocol: ")
-            && e.contains("not supported yet")),
+        errs.iter()
+            .any(|e| e.starts_with("routes.rule[0].upstreams[1].protocol: ")
+                && e.contains("not supported yet")),
         "{errs:?}"
     );
     let errs = errors(&with("\"http/3\""));
@@ -972,9 +973,10 @@ fn upstream_protocol_errors_name_the_field() {
     );
     let errs = errors(&text);
     assert!(
-        errs.iter().any(|e| e.starts_with("routes.rule[0].health_check: ")
-            && e.contains("h2c")
-            && e.ends_with("not supported yet")),
+        errs.iter()
+            .any(|e| e.starts_with("routes.rule[0].health_check: ")
+                && e.contains("h2c")
+                && e.ends_with("not supported yet")),
         "{errs:?}"
     );
 }
@@ -988,7 +990,10 @@ fn h2_max_connections_per_upstream_is_a_bounded_count() {
         )
     };
     assert_eq!(
-        parse(&set("5")).unwrap().proxy.h2_max_connections_per_upstream,
+        parse(&set("5"))
+            .unwrap()
+            .proxy
+            .h2_max_connections_per_upstream,
         5
     );
     for bad in ["0", "65", "-1"] {
