@@ -60,7 +60,7 @@ pub(super) enum Up {
     /// An HTTP/1.1 connection, the body to be read from it.
     H1(UpstreamConn),
     /// An HTTP/2 stream's body (see `h2up`).
-    H2(crate::upstream::h2::Body),
+    H2(super::h2up::Response),
 }
 
 /// How an attempt ended.

@@ -212,8 +212,8 @@ impl Exchange {
                                 .map(|_| (route_index, picked));
                             break match up {
                                 Up::H1(up) => stream(conn, &worker, &mut bufs, up, upstream).await,
-                                Up::H2(body) => {
-                                    super::h2up::respond(conn, &worker, &mut bufs, body).await
+                                Up::H2(resp) => {
+                                    super::h2up::respond(conn, &worker, &mut bufs, resp).await
                                 }
                             };
                         }

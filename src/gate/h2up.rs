@@ -35,6 +35,14 @@ use crate::upstream::pool::ConnectError;
 /// Data chunks up to this size ride in the same write as the head.
 const COALESCE: usize = 8 * 1024;
 
+/// An h2c response whose head was translated into `conn.resp`.
+pub(super) struct Response {
+    body: Body,
+    /// The client accepts trailers (`TE: trailers`; read before the
+    /// request's head left `conn.down`).
+    trailers: bool,
+}
+
 fn failed(error: ProxyError, cause: Cause, reached: bool) -> Attempt {
     Attempt::Failed {
         error,
@@ -62,6 +70,7 @@ pub(super) async fn attempt(
         bufs.up = worker.take_up_buf();
     }
 
+    let trailers = h1h2::accepts_trailers(&conn.down, &conn.head);
     // The body bytes that came with the head, as payload (chunk framing
     // removed): taken now, before the head leaves `down`.
     let prefix = {
@@ -202,7 +211,7 @@ pub(super) async fn attempt(
     let framing = h1h2::framing_of(&parts, conn.head.is_head, body.is_end_stream());
     h1h2::response_head(&mut bufs.up, &parts, framing);
     match parse_response(&bufs.up, conn.head.is_head, &mut conn.resp) {
-        Ok(Some(())) => Attempt::Head(Up::H2(body)),
+        Ok(Some(())) => Attempt::Head(Up::H2(Response { body, trailers })),
         _ => failed(
             ProxyError::BadResponse("response head not valid as HTTP/1.1"),
             Cause::Reset,
@@ -343,7 +352,7 @@ pub(super) async fn respond(
     conn: &mut Conn,
     worker: &Rc<Worker>,
     bufs: &mut Bufs,
-    mut body: Body,
+    Response { mut body, trailers }: Response,
 ) -> Outcome {
     let gen = conn.gen.clone();
     let proxy = &gen.config.proxy;
@@ -390,7 +399,7 @@ pub(super) async fn respond(
     }
     let limit = proxy.read_timeout;
     let has_body = resp.body != BodyKind::Empty;
-    let trailers_wanted = chunked && !dechunk && h1h2::accepts_trailers(&conn.down, &conn.head);
+    let trailers_wanted = chunked && !dechunk && trailers;
 
     // The head goes out with the data already there, if any, else at
     // once: a stream may wait long before its first byte. Chunks already
