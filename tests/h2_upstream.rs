@@ -226,6 +226,21 @@ async fn handle(
             }
             s.send_data(Bytes::from_static(b"second"), true).unwrap();
         }
+        // Each DATA frame echoed as it comes, then trailers: the response
+        // runs while the request body still streams.
+        "/bidi" => {
+            let mut s = respond.send_response(ok(None), false).unwrap();
+            let mut n = 0;
+            while let Some(chunk) = body.data().await {
+                let chunk = chunk.unwrap();
+                let _ = body.flow_control().release_capacity(chunk.len());
+                n += 1;
+                s.send_data(chunk, false).unwrap();
+            }
+            let mut t = HeaderMap::new();
+            t.insert("x-chunks", HeaderValue::from(n));
+            s.send_trailers(t).unwrap();
+        }
         // Answers after a while (concurrency tests).
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -656,5 +671,117 @@ fn the_circuit_breaker_limits_h2_connections() {
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-dao-overloaded"), Some("circuit-breaker"));
     assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(up.connections(), 1);
+}
+
+/// The HTTP/2 downstream's way in (`Pool::h2_send`): an h2 client, an h2
+/// server on a monoio runtime standing for DAO's downstream side, each
+/// request relayed to the h2c upstream with its body streaming from a task
+/// of its own, the response relayed back: a bidirectional stream works
+/// (the first echo arrives before the request body ends), trailers pass.
+#[test]
+fn h2_streams_relay_through_the_pool_api() {
+    use dao::upstream::h2::{Admission, Limits};
+    use dao::upstream::pool::Pool;
+    use monoio_compat::StreamWrapper;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    let up = H2Server::start(100);
+    let upstream = up.addr;
+    let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let pool = Rc::new(Pool::new(1, 8, Duration::from_secs(15)));
+        let listener = monoio::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let front = listener.local_addr().unwrap();
+        // The downstream side: every stream goes upstream.
+        let p = pool.clone();
+        monoio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut conn = h2::server::handshake(StreamWrapper::new(tcp))
+                .await
+                .unwrap();
+            while let Some(Ok((req, mut respond))) = conn.accept().await {
+                let p = p.clone();
+                monoio::spawn(async move {
+                    let (parts, body) = req.into_parts();
+                    let mut out = http::Request::new(());
+                    *out.method_mut() = parts.method;
+                    *out.uri_mut() = format!("http://{upstream}{}", parts.uri.path())
+                        .parse()
+                        .unwrap();
+                    *out.headers_mut() = parts.headers;
+                    let pending = Cell::new(0);
+                    let admission = Admission {
+                        breaker: None,
+                        pending: &pending,
+                    };
+                    let limits = Limits {
+                        connect: Duration::from_secs(2),
+                        wait: Duration::from_secs(2),
+                    };
+                    let timeouts = (Duration::from_secs(5), Duration::from_secs(5));
+                    let (head, mut body) = p
+                        .h2_send(
+                            (0, upstream),
+                            (admission, limits),
+                            out,
+                            Some(body),
+                            timeouts,
+                        )
+                        .await
+                        .unwrap();
+                    let resp = http::Response::from_parts(head, ());
+                    let mut down = respond.send_response(resp, false).unwrap();
+                    body.relay_to(&mut down, Duration::from_secs(5))
+                        .await
+                        .unwrap();
+                });
+            }
+        });
+        // The client.
+        let tcp = monoio::net::TcpStream::connect(front).await.unwrap();
+        let (client, conn) = h2::client::handshake(StreamWrapper::new(tcp))
+            .await
+            .unwrap();
+        monoio::spawn(async move {
+            let _ = conn.await;
+        });
+        let mut client = client.ready().await.unwrap();
+        let req = http::Request::post("http://dao.test/bidi")
+            .body(())
+            .unwrap();
+        let (response, mut send) = client.send_request(req, false).unwrap();
+        send.send_data(Bytes::from_static(b"ping-1"), false)
+            .unwrap();
+        let resp = response.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.headers()["x-served-by"], "h2");
+        let mut body = resp.into_body();
+        // The first echo, while the request is still open.
+        let first = body.data().await.unwrap().unwrap();
+        assert_eq!(&first[..], b"ping-1");
+        let _ = body.flow_control().release_capacity(first.len());
+        send.send_data(Bytes::from_static(b"ping-2"), true).unwrap();
+        let second = body.data().await.unwrap().unwrap();
+        assert_eq!(&second[..], b"ping-2");
+        assert!(body.data().await.is_none());
+        let trailers = body.trailers().await.unwrap().unwrap();
+        assert_eq!(trailers["x-chunks"], "2");
+
+        // A second exchange reuses the pooled upstream connection.
+        let req = http::Request::get("http://dao.test/info").body(()).unwrap();
+        let (response, _) = client.send_request(req, true).unwrap();
+        let resp = response.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let text = body.data().await.unwrap().unwrap();
+        assert!(text.starts_with(b"GET /info"), "{text:?}");
+        assert_eq!(pool.stats().h2_opened, 1);
+        assert_eq!(pool.stats().h2_reused, 1);
+    });
     assert_eq!(up.connections(), 1);
 }

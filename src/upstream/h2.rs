@@ -185,6 +185,53 @@ impl Lease {
     }
 }
 
+impl Lease {
+    /// A whole exchange on this stream, for an HTTP/2 downstream: sends
+    /// `req`, relays its `body` (an HTTP/2 client's request body: data
+    /// and trailers, with flow control both sides) from a task of its own
+    /// so that the response may start before the body ends (gRPC
+    /// streaming), and waits at most `response_timeout` for the response
+    /// head. A body stalled past `read_timeout` resets the stream.
+    pub async fn exchange(
+        self,
+        req: http::Request<()>,
+        body: Option<RecvStream>,
+        (response_timeout, read_timeout): (Duration, Duration),
+    ) -> Result<(http::response::Parts, Body), ExchangeError> {
+        let body = body.filter(|b| !b.is_end_stream());
+        let Sent {
+            response,
+            body: mut up,
+        } = self.send(req, body.is_none()).map_err(ExchangeError::H2)?;
+        if let Some(mut from) = body {
+            monoio::spawn(async move {
+                if let Err(e) = relay(&mut from, &mut up, read_timeout).await {
+                    tracing::debug!(error = ?e, "h2 request body relay failed");
+                    up.send_reset(h2::Reason::CANCEL);
+                }
+            });
+        }
+        match within(response_timeout, response.head()).await {
+            None => Err(ExchangeError::Timeout),
+            Some(r) => r.map_err(ExchangeError::H2),
+        }
+    }
+}
+
+/// Why [`Lease::exchange`] (or [`super::Pool::h2_send`]) got no response
+/// head.
+#[derive(Debug)]
+pub enum ExchangeError {
+    /// No stream could be leased.
+    Lease(LeaseError),
+    /// The stream or its connection failed (a refused stream, one past a
+    /// GOAWAY's last, was not processed: `reason()` is `REFUSED_STREAM`,
+    /// or `is_go_away()` and `is_remote()`).
+    H2(h2::Error),
+    /// No head within the response timeout.
+    Timeout,
+}
+
 /// A request sent: its response to come, and its body to send.
 pub struct Sent {
     /// The response head, when it comes.
@@ -278,6 +325,17 @@ impl Body {
     pub fn release(&mut self, n: usize) {
         // Fails only once the stream is gone, when it no longer matters.
         let _ = self.recv.flow_control().release_capacity(n);
+    }
+
+    /// Passes the rest of the body (data and trailers) to `to`, an HTTP/2
+    /// downstream's response stream, with flow control both sides (see
+    /// [`relay`]).
+    pub async fn relay_to(
+        &mut self,
+        to: &mut SendStream<Bytes>,
+        limit: Duration,
+    ) -> Result<(), BodyError> {
+        relay(&mut self.recv, to, limit).await
     }
 
     /// The trailers, after the data, waiting at most `limit`.

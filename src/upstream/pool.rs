@@ -197,6 +197,25 @@ impl Pool {
         }
     }
 
+    /// Sends `req` to upstream `pool` at `addr` over HTTP/2 and returns
+    /// the response head and body: a stream leased as by `h2_lease`, then
+    /// [`super::h2::Lease::exchange`] (the request `body` relayed from a
+    /// task of its own). For HTTP/2 downstreams (gRPC end to end).
+    pub async fn h2_send(
+        &self,
+        target: (usize, SocketAddr),
+        (admission, limits): (super::h2::Admission<'_>, super::h2::Limits),
+        req: http::Request<()>,
+        body: Option<h2::RecvStream>,
+        timeouts: (Duration, Duration),
+    ) -> Result<(http::response::Parts, super::h2::Body), super::h2::ExchangeError> {
+        let lease = self
+            .h2_lease(target, admission, limits)
+            .await
+            .map_err(super::h2::ExchangeError::Lease)?;
+        lease.exchange(req, body, timeouts).await
+    }
+
     /// Drops connections idle past the timeout; returns how many.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut closed = 0;
