@@ -653,25 +653,48 @@ fn filters_retries_and_sense_work_as_for_http1() {
 }
 
 #[test]
-fn the_circuit_breaker_limits_h2_connections() {
-    // One stream per connection; the breaker allows one connection: a
-    // second request at once finds no stream and may not open another.
+fn the_circuit_breaker_limits_h2_connections_and_waiters() {
+    // One stream per connection; the breaker allows one connection and
+    // one request waiting: a second request at once waits for the stream,
+    // a third is refused.
     let up = H2Server::start(1);
     let dao = start(&format!(
         "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
          [[routes.rule]]\nname = \"r\"\n\
          [[routes.rule.upstreams]]\nname = \"up\"\nurl = \"http://{}\"\nprotocol = \"h2c\"\n\
-         [routes.rule.circuit_breaker]\nmax_connections = 1\n",
+         [routes.rule.circuit_breaker]\nmax_connections = 1\nmax_pending = 1\n",
         up.addr
     ));
     let addr = dao.local_addr();
     let first = std::thread::spawn(move || Client::connect(addr).get("/slow").status);
-    std::thread::sleep(Duration::from_millis(60));
+    std::thread::sleep(Duration::from_millis(50));
+    let second = std::thread::spawn(move || Client::connect(addr).get("/slow").status);
+    std::thread::sleep(Duration::from_millis(50));
     let r = Client::connect(addr).get("/slow");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-dao-overloaded"), Some("circuit-breaker"));
     assert_eq!(first.join().unwrap(), 200);
+    assert_eq!(second.join().unwrap(), 200);
     assert_eq!(up.connections(), 1);
+    assert_eq!(up.seen.most_overall.load(Ordering::SeqCst), 1);
+
+    // With no connection open to wait on, a refused connect is a 503 at
+    // once: a route whose breaker allows none beyond an HTTP/1.1 one.
+    let h1 = Backend::text("h1");
+    let dao = start(&format!(
+        "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n[proxy]\npool_max_idle = 4\n\
+         [[routes.rule]]\nname = \"h1\"\n[routes.rule.match]\npath_prefix = \"/h1\"\n\
+         [[routes.rule.upstreams]]\nname = \"a\"\nurl = \"http://{0}\"\n\
+         [[routes.rule]]\nname = \"h2\"\n\
+         [[routes.rule.upstreams]]\nname = \"b\"\nurl = \"http://{0}\"\nprotocol = \"h2c\"\n\
+         [routes.rule.circuit_breaker]\nmax_connections = 1\n",
+        h1.addr
+    ));
+    let mut c = Client::connect(dao.local_addr());
+    assert_eq!(c.get("/h1").status, 200);
+    let r = c.get("/other");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("x-dao-overloaded"), Some("circuit-breaker"));
 }
 
 /// The HTTP/2 downstream's way in (`Pool::h2_send`): an h2 client, an h2

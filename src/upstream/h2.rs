@@ -557,7 +557,7 @@ impl H2Pool {
         let mut deadline: Option<Instant> = None;
         let mut waiting: Option<Held<'_>> = None;
         loop {
-            let (waiters, may_connect) = {
+            let (waiters, may_connect, has_conns) = {
                 let mut addrs = self.addrs.borrow_mut();
                 if addrs.len() <= pool {
                     addrs.resize_with(pool + 1, || Addr {
@@ -570,40 +570,48 @@ impl H2Pool {
                     return Ok(lease);
                 }
                 let may_connect = !a.connecting && a.conns.len() < self.max_connections.get();
-                if may_connect {
-                    a.connecting = true;
-                }
-                (a.waiters.clone(), may_connect)
+                (a.waiters.clone(), may_connect, !a.conns.is_empty())
             };
-            if may_connect {
-                let _connecting = Connecting {
-                    pool: self,
-                    addr: pool,
-                };
-                drop(waiting.take());
-                if let Some(b) = admission.breaker {
-                    b.connect(open.get(), admission.pending.get())
-                        .map_err(LeaseError::Breaker)?;
+            // The breaker's connection limit: one connect at a time per
+            // address here, so only the open connections count (requests
+            // waiting for a stream do not each need one).
+            let refused = match admission.breaker {
+                Some(b) if may_connect => b.connect(open.get(), 0).err(),
+                _ => None,
+            };
+            match refused {
+                // No connection to wait on: refused.
+                Some(limit) if !has_conns => return Err(LeaseError::Breaker(limit)),
+                // Wait for a stream on the connections there are.
+                Some(_) => {}
+                None if may_connect => {
+                    self.addrs.borrow_mut()[pool].connecting = true;
+                    let _connecting = Connecting {
+                        pool: self,
+                        addr: pool,
+                    };
+                    drop(waiting.take());
+                    let _pending = Held::new(admission.pending);
+                    self.opened.set(self.opened.get() + 1);
+                    let entry = connect(addr, limits.connect, (open, &waiters))
+                        .await
+                        .map_err(LeaseError::Connect)?;
+                    let slot = Slot::new(&entry.state);
+                    let send = entry.send.clone();
+                    let mut addrs = self.addrs.borrow_mut();
+                    let a = &mut addrs[pool];
+                    if a.live {
+                        a.conns.push(entry);
+                    }
+                    return Ok(Lease {
+                        send,
+                        slot,
+                        reused: false,
+                    });
                 }
-                let _pending = Held::new(admission.pending);
-                self.opened.set(self.opened.get() + 1);
-                let entry = connect(addr, limits.connect, (open, &waiters))
-                    .await
-                    .map_err(LeaseError::Connect)?;
-                let slot = Slot::new(&entry.state);
-                let send = entry.send.clone();
-                let mut addrs = self.addrs.borrow_mut();
-                let a = &mut addrs[pool];
-                if a.live {
-                    a.conns.push(entry);
-                }
-                return Ok(Lease {
-                    send,
-                    slot,
-                    reused: false,
-                });
+                None => {}
             }
-            // Every connection is full and no other may open: wait.
+            // Every connection is full and no other may open now: wait.
             if waiting.is_none() {
                 if let Some(b) = admission.breaker {
                     if admission.pending.get() >= b.max_pending {
