@@ -24,8 +24,9 @@ use tokio::sync::Notify;
 /// What the h2c server saw.
 #[derive(Default)]
 struct Seen {
-    /// Connections accepted.
+    /// Connections accepted, and ended.
     connections: AtomicUsize,
+    closed: AtomicUsize,
     /// Streams being answered now, per connection, and the most at once.
     active: Mutex<HashMap<usize, usize>>,
     most_per_connection: AtomicUsize,
@@ -87,7 +88,17 @@ struct ConnSignals {
     go_away: Notify,
 }
 
+/// Counts a connection as ended when dropped.
+struct Ended(Arc<Seen>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.closed.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve(tcp: tokio::net::TcpStream, id: usize, max_streams: u32, seen: Arc<Seen>) {
+    let _ended = Ended(seen.clone());
     let mut conn = match h2::server::Builder::new()
         .max_concurrent_streams(max_streams)
         .handshake::<_, Bytes>(tcp)
@@ -695,6 +706,54 @@ fn the_circuit_breaker_limits_h2_connections_and_waiters() {
     let r = c.get("/other");
     assert_eq!(r.status, 503);
     assert_eq!(r.header("x-dao-overloaded"), Some("circuit-breaker"));
+}
+
+#[test]
+fn a_reload_retires_the_connections_of_removed_upstreams() {
+    let a = H2Server::start(100);
+    let b = H2Server::start(100);
+    let config = |up: SocketAddr| {
+        format!(
+            "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+             [[routes.rule]]\nname = \"r\"\n[[routes.rule.upstreams]]\nname = \"up\"\n\
+             url = \"http://{up}\"\nprotocol = \"h2c\"\n"
+        )
+    };
+    let dao = start(&config(a.addr));
+    let mut c = Client::connect(dao.local_addr());
+    assert_eq!(c.get("/info").status, 200);
+    assert_eq!(
+        (a.connections(), a.seen.closed.load(Ordering::SeqCst)),
+        (1, 0)
+    );
+    dao.reloads().reload(Some(config(b.addr))).unwrap();
+    // The worker applies it at its next tick; A's idle connection closes.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a.seen.closed.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "A's connection stayed open");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(c.get("/info").status, 200);
+    assert_eq!((a.connections(), b.connections()), (1, 1));
+}
+
+#[test]
+fn idle_connections_close_after_the_pool_idle_timeout() {
+    let up = H2Server::start(100);
+    let dao = dao(up.addr, "pool_idle_timeout = \"500ms\"");
+    let mut c = Client::connect(dao.local_addr());
+    assert_eq!(c.get("/info").status, 200);
+    // Swept once a second: closed within a few seconds, not at once.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(up.seen.closed.load(Ordering::SeqCst), 0);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while up.seen.closed.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "the idle connection stayed open");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The next request opens a new one.
+    assert_eq!(c.get("/info").status, 200);
+    assert_eq!(up.connections(), 2);
 }
 
 /// The HTTP/2 downstream's way in (`Pool::h2_send`): an h2 client, an h2
