@@ -55,10 +55,18 @@ pub(super) struct Request {
     pub(super) body_seen: u64,
 }
 
+/// The upstream side of a response whose head was read.
+pub(super) enum Up {
+    /// An HTTP/1.1 connection, the body to be read from it.
+    H1(UpstreamConn),
+    /// An HTTP/2 stream's body (see `h2up`).
+    H2(super::h2up::Response),
+}
+
 /// How an attempt ended.
 pub(super) enum Attempt {
     /// A final response head, parsed into `conn.resp`, starts `bufs.up`.
-    Head(UpstreamConn),
+    Head(Up),
     /// Nothing final reached the client.
     Failed {
         /// What went wrong.
@@ -247,7 +255,7 @@ pub(super) async fn attempt(
     )
     .await
     {
-        None => Attempt::Head(up),
+        None => Attempt::Head(Up::H1(up)),
         Some(fail) => fail,
     }
 }

@@ -14,7 +14,7 @@
 
 use std::rc::Rc;
 
-use super::attempt::{attempt, Attempt, Request};
+use super::attempt::{attempt, Attempt, Request, Up};
 use super::conn::Conn;
 use super::io::{read_more, IoFail};
 use super::tally::Tally;
@@ -23,7 +23,7 @@ use crate::align::breaker::Held;
 use crate::align::retry::{budget_allows, Tried};
 use crate::error::ProxyError;
 use crate::flow::{Headers, ResponseCx};
-use crate::memory::{Route, Upstream};
+use crate::memory::{Route, Upstream, UpstreamProtocol};
 use crate::proto::h1::head::{write_response_head, DownFraming};
 use crate::proto::h1::ResponseHead;
 use crate::proto::h1::{BodyKind, BodyState};
@@ -162,14 +162,25 @@ impl Exchange {
                 Err(limit) => (ProxyError::CircuitOpen(limit), None, false),
                 Ok(()) => {
                     let _request = Held::new(&load.requests);
-                    let tried_once = attempt(
-                        conn,
-                        &worker,
-                        &mut bufs,
-                        &mut req,
-                        (route, route_index),
-                        upstream,
-                    );
+                    let tried_once = match upstream.protocol {
+                        UpstreamProtocol::H1 => Either::Left(attempt(
+                            conn,
+                            &worker,
+                            &mut bufs,
+                            &mut req,
+                            (route, route_index),
+                            upstream,
+                        )),
+                        // Boxed: the HTTP/1.1 path's future stays its size.
+                        UpstreamProtocol::H2c => Either::Right(Box::pin(super::h2up::attempt(
+                            conn,
+                            &worker,
+                            &mut bufs,
+                            &mut req,
+                            (route, route_index),
+                            upstream,
+                        ))),
+                    };
                     match tried_once.await {
                         Attempt::Head(up) => {
                             let status = conn.resp.status;
@@ -199,7 +210,12 @@ impl Exchange {
                             conn.set_sticky = sticky
                                 .filter(|&had| had != Some(picked))
                                 .map(|_| (route_index, picked));
-                            break stream(conn, &worker, &mut bufs, up, upstream).await;
+                            break match up {
+                                Up::H1(up) => stream(conn, &worker, &mut bufs, up, upstream).await,
+                                Up::H2(resp) => {
+                                    super::h2up::respond(conn, &worker, &mut bufs, resp).await
+                                }
+                            };
                         }
                         Attempt::Failed {
                             error,
@@ -523,7 +539,7 @@ async fn respond(
 
 /// A 429's `Retry-After` in microseconds, when given in seconds (an
 /// HTTP-date is not honoured: the 429 then counts as a failure).
-fn retry_after_us(resp: &ResponseHead, buf: &[u8]) -> Option<u64> {
+pub(super) fn retry_after_us(resp: &ResponseHead, buf: &[u8]) -> Option<u64> {
     let v = resp
         .headers
         .iter()

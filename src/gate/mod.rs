@@ -6,6 +6,7 @@ mod ask;
 mod attempt;
 mod conn;
 mod exchange;
+mod h2up;
 pub(crate) mod io;
 pub mod listener;
 pub mod sni;

@@ -159,6 +159,9 @@ pub struct Proxy {
     pub pool_idle_timeout: Duration,
     /// A WebSocket tunnel with no byte either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// HTTP/2 connections opened per h2c upstream, per worker (each
+    /// carries many concurrent streams).
+    pub h2_max_connections_per_upstream: usize,
 }
 
 /// `[telemetry]`: Sense, the exporter and the access log.
@@ -285,6 +288,19 @@ pub struct Upstream {
     pub intents: Vec<String>,
     /// Index of its connection pool in `Config::pools`.
     pub pool: usize,
+    /// The HTTP version spoken to it.
+    pub protocol: UpstreamProtocol,
+}
+
+/// The HTTP version DAO speaks to an upstream (`protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 over keep-alive connections (`"h1"`, the default).
+    #[default]
+    H1,
+    /// HTTP/2 over cleartext TCP with prior knowledge (`"h2c"`): a few
+    /// multiplexed connections per worker.
+    H2c,
 }
 
 /// `[admin]`: where the admin API listens and the bearer token it wants.

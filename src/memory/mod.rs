@@ -19,6 +19,6 @@ mod validate;
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
 pub use config::{
     Admin, ClientAuth, Config, HealthCheck, HostMatch, Listener, LogDestination, Memory, Proxy,
-    Route, Server, Telemetry, Tls, TlsVersion, Upstream,
+    Route, Server, Telemetry, Tls, TlsVersion, Upstream, UpstreamProtocol,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

@@ -100,6 +100,7 @@ pub(crate) struct RawProxy {
     pub(crate) pool_max_idle: Option<i64>,
     pub(crate) pool_idle_timeout: Option<String>,
     pub(crate) tunnel_idle_timeout: Option<String>,
+    pub(crate) h2_max_connections_per_upstream: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -222,6 +223,7 @@ pub(crate) struct RawMatch {
 pub(crate) struct RawUpstream {
     pub(crate) name: String,
     pub(crate) url: String,
+    pub(crate) protocol: Option<String>,
     pub(crate) weight: Option<i64>,
     pub(crate) intent: Option<Vec<String>>,
 }

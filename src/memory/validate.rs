@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::balancing::{Policies, Policy};
-use super::config::{Config, HostMatch, Proxy, Route, Server, Upstream};
+use super::config::{Config, HostMatch, Proxy, Route, Server, Upstream, UpstreamProtocol};
 use super::raw::{RawConfig, RawProxy, RawRule, RawServer, RawUpstream};
 use crate::align::Router;
 
@@ -311,6 +311,12 @@ impl Validator {
                 raw.tunnel_idle_timeout,
                 Duration::from_secs(3600),
             ),
+            h2_max_connections_per_upstream: self.count(
+                "proxy.h2_max_connections_per_upstream",
+                raw.h2_max_connections_per_upstream,
+                (1, 64),
+                2,
+            ),
         })
     }
 
@@ -393,6 +399,17 @@ impl Validator {
         }
         let filters = self.filters(&format!("{path}.filters"), raw.filters.take());
         let health_check = self.health_check(&format!("{path}.health_check"), raw.health_check);
+        if health_check.is_some()
+            && upstreams
+                .iter()
+                .any(|u| u.protocol == UpstreamProtocol::H2c)
+        {
+            // Probes are HTTP/1.1 requests, which an h2c-only server refuses.
+            self.err(
+                format!("{path}.health_check"),
+                "health checks of protocol = \"h2c\" upstreams are not supported yet",
+            );
+        }
         let retry = raw.retry.map(|r| self.retry(&format!("{path}.retry"), r));
         let circuit_breaker = raw
             .circuit_breaker
@@ -476,6 +493,24 @@ impl Validator {
                 self.err(format!("{path}.intent[{k}]"), "must not be empty");
             }
         }
+        let protocol = match raw.protocol.as_deref() {
+            None | Some("h1") => UpstreamProtocol::H1,
+            Some("h2c") => UpstreamProtocol::H2c,
+            Some("h2") => {
+                self.err(
+                    format!("{path}.protocol"),
+                    "\"h2\" (HTTP/2 over TLS) is not supported yet: DAO has no TLS upstreams; \"h2c\" is HTTP/2 in cleartext",
+                );
+                UpstreamProtocol::H1
+            }
+            Some(other) => {
+                self.err(
+                    format!("{path}.protocol"),
+                    format!("{other:?} is not one of \"h1\", \"h2c\""),
+                );
+                UpstreamProtocol::H1
+            }
+        };
         let (addr, authority) = match parse_url(&raw.url) {
             Ok(v) => v,
             Err(message) => {
@@ -497,6 +532,7 @@ impl Validator {
             weight,
             intents,
             pool,
+            protocol,
         })
     }
 }

@@ -220,6 +220,8 @@ impl Worker {
         let proxy = &gen.config.proxy;
         self.pool
             .configure(proxy.pool_max_idle, proxy.pool_idle_timeout);
+        self.pool
+            .configure_h2(proxy.h2_max_connections_per_upstream);
         if let Some(rec) = &self.recorder {
             rec.borrow_mut().grow(gen.slots.len());
         }
@@ -375,6 +377,7 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             config.proxy.pool_idle_timeout,
         );
         pool.retain(&live);
+        pool.configure_h2(config.proxy.h2_max_connections_per_upstream);
         let worker = Rc::new(Worker {
             id,
             sensed,

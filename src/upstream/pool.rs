@@ -60,10 +60,16 @@ pub struct PoolStats {
     pub opened: u64,
     /// Requests that went out on a pooled connection.
     pub reused: u64,
+    /// HTTP/2 (h2c) connections opened.
+    pub h2_opened: u64,
+    /// HTTP/2 streams opened on a connection already open.
+    pub h2_reused: u64,
 }
 
 /// Idle upstream connections of one worker.
 pub struct Pool {
+    /// The h2c connections, numbered by the same addresses.
+    h2: super::h2::H2Pool,
     stacks: RefCell<Vec<Vec<Idle>>>,
     /// Open connections per address, idle or in use.
     open: RefCell<Vec<Rc<Cell<u32>>>>,
@@ -79,6 +85,7 @@ impl Pool {
     /// A pool for `pools` upstream addresses.
     pub fn new(pools: usize, max_idle: usize, idle_timeout: Duration) -> Pool {
         let pool = Pool {
+            h2: super::h2::H2Pool::new(2, idle_timeout),
             stacks: RefCell::new(Vec::new()),
             open: RefCell::new(Vec::new()),
             live: RefCell::new(Vec::new()),
@@ -109,12 +116,37 @@ impl Pool {
         l.clear();
         l.extend_from_slice(live);
         l.resize(stacks.len(), false);
+        self.h2.retain(&l);
     }
 
     /// Applies a reloaded config's `pool_max_idle` and `pool_idle_timeout`.
     pub fn configure(&self, max_idle: usize, idle_timeout: Duration) {
         self.max_idle.set(max_idle);
         self.idle_timeout.set(idle_timeout);
+    }
+
+    /// Applies a reloaded config's `h2_max_connections_per_upstream` (and
+    /// `pool_idle_timeout`, for h2c connections without streams).
+    pub fn configure_h2(&self, max_connections: usize) {
+        self.h2.configure(max_connections, self.idle_timeout.get());
+    }
+
+    /// The h2c connections.
+    pub fn h2(&self) -> &super::h2::H2Pool {
+        &self.h2
+    }
+
+    /// Leases an HTTP/2 stream to upstream `pool` at `addr` (see
+    /// [`super::h2::H2Pool::lease`]); a new connection is counted in the
+    /// address's open gauge with the HTTP/1.1 ones.
+    pub async fn h2_lease(
+        &self,
+        (pool, addr): (usize, SocketAddr),
+        admission: super::h2::Admission<'_>,
+        limits: super::h2::Limits,
+    ) -> Result<super::h2::Lease, super::h2::LeaseError> {
+        let open = self.open.borrow()[pool].clone();
+        self.h2.lease((pool, addr), &open, admission, limits).await
     }
 
     /// Takes the warmest idle connection to upstream `pool`, if one is fresh.
@@ -165,6 +197,25 @@ impl Pool {
         }
     }
 
+    /// Sends `req` to upstream `pool` at `addr` over HTTP/2 and returns
+    /// the response head and body: a stream leased as by `h2_lease`, then
+    /// [`super::h2::Lease::exchange`] (the request `body` relayed from a
+    /// task of its own). For HTTP/2 downstreams (gRPC end to end).
+    pub async fn h2_send(
+        &self,
+        target: (usize, SocketAddr),
+        (admission, limits): (super::h2::Admission<'_>, super::h2::Limits),
+        req: http::Request<()>,
+        body: Option<h2::RecvStream>,
+        timeouts: (Duration, Duration),
+    ) -> Result<(http::response::Parts, super::h2::Body), super::h2::ExchangeError> {
+        let lease = self
+            .h2_lease(target, admission, limits)
+            .await
+            .map_err(super::h2::ExchangeError::Lease)?;
+        lease.exchange(req, body, timeouts).await
+    }
+
     /// Drops connections idle past the timeout; returns how many.
     pub fn sweep(&self, now: Instant) -> usize {
         let mut closed = 0;
@@ -179,7 +230,7 @@ impl Pool {
             stack.drain(..stale);
             closed += before - stack.len();
         }
-        closed
+        closed + self.h2.sweep(now)
     }
 
     /// Connections open to `pool`'s address, idle or in use.
@@ -189,9 +240,12 @@ impl Pool {
 
     /// Reuse counters so far.
     pub fn stats(&self) -> PoolStats {
+        let (h2_opened, h2_reused) = self.h2.stats();
         PoolStats {
             opened: self.opened.get(),
             reused: self.reused.get(),
+            h2_opened,
+            h2_reused,
         }
     }
 }

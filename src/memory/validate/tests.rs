@@ -923,3 +923,85 @@ fn memory_errors_name_the_field() {
     let errs = errors(&format!("{GOOD}\n[memory]\nsnapshots_keep = \"3\"\n"));
     assert!(errs[0].contains("snapshots_keep"), "{errs:?}");
 }
+
+#[test]
+fn upstream_protocol_defaults_to_h1_and_takes_h2c() {
+    let c = parse(GOOD).unwrap();
+    assert_eq!(c.routes[0].upstreams[0].protocol, UpstreamProtocol::H1);
+    assert_eq!(c.proxy.h2_max_connections_per_upstream, 2);
+    let text = GOOD.replacen(
+        "url = \"http://127.0.0.1:8082/\"",
+        "url = \"http://127.0.0.1:8082/\"\n  protocol = \"h2c\"",
+        1,
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.routes[0].upstreams[1].protocol, UpstreamProtocol::H2c);
+    let text = text.replace("protocol = \"h2c\"", "protocol = \"h1\"");
+    assert_eq!(
+        parse(&text).unwrap().routes[0].upstreams[1].protocol,
+        UpstreamProtocol::H1
+    );
+}
+
+#[test]
+fn upstream_protocol_errors_name_the_field() {
+    let with = |p: &str| {
+        GOOD.replacen(
+            "url = \"http://127.0.0.1:8082/\"",
+            &format!("url = \"http://127.0.0.1:8082/\"\n  protocol = {p}"),
+            1,
+        )
+    };
+    let errs = errors(&with("\"h2\""));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes.rule[0].upstreams[1].protocol: ")
+                && e.contains("not supported yet")),
+        "{errs:?}"
+    );
+    let errs = errors(&with("\"http/3\""));
+    assert!(
+        errs.iter().any(|e| e
+            == "routes.rule[0].upstreams[1].protocol: \"http/3\" is not one of \"h1\", \"h2c\""),
+        "{errs:?}"
+    );
+    // Health probes speak HTTP/1.1 only.
+    let text = with("\"h2c\"").replacen(
+        "  [routes.rule.filters]",
+        "  [routes.rule.health_check]\n  path = \"/\"\n  [routes.rule.filters]",
+        1,
+    );
+    let errs = errors(&text);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("routes.rule[0].health_check: ")
+                && e.contains("h2c")
+                && e.ends_with("not supported yet")),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn h2_max_connections_per_upstream_is_a_bounded_count() {
+    let set = |v: &str| {
+        GOOD.replace(
+            "pool_max_idle = 8",
+            &format!("pool_max_idle = 8\nh2_max_connections_per_upstream = {v}"),
+        )
+    };
+    assert_eq!(
+        parse(&set("5"))
+            .unwrap()
+            .proxy
+            .h2_max_connections_per_upstream,
+        5
+    );
+    for bad in ["0", "65", "-1"] {
+        let errs = errors(&set(bad));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("proxy.h2_max_connections_per_upstream: ")),
+            "{bad}: {errs:?}"
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! An HTTP/1.1 client's request to an h2c upstream: one attempt (a stream
+//! leased from the worker's h2c pool, the head translated, the body
+//! streamed as DATA with flow control, the response head awaited), then
+//! the response streamed back in HTTP/1.1 framing, with the upstream's
+//! trailers on the last chunk when the client accepts them.
+//!
+//! The exchange around it (pick, breaker's request limit, retries, Sense)
+//! is the HTTP/1.1 one: an attempt here ends the same ways as
+//! `attempt::attempt`, and the response head it produces is HTTP/1.1 text
+//! in `bufs.up`, parsed into `conn.resp`, so response filters and the
+//! head writer work on it unchanged.
+
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::attempt::{Attempt, Request, Up};
+use super::conn::Conn;
+use super::exchange::{retry_after_us, Bufs, Outcome};
+use super::io::{within, IoFail};
+use crate::align::retry::Cause;
+use crate::clock;
+use crate::error::ProxyError;
+use crate::flow::{Headers, ResponseCx};
+use crate::memory::{Route, Upstream};
+use crate::proto::h1::head::{write_response_head, DownFraming, Forwarded};
+use crate::proto::h1::{parse_response, BodyKind, BodyState};
+use crate::proto::h1h2;
+use crate::runtime::worker::Worker;
+use crate::upstream::h2::{send_data, Admission, Body, BodyError, LeaseError, Limits, Sent};
+use crate::upstream::pool::ConnectError;
+
+/// Data chunks up to this size ride in the same write as the head.
+const COALESCE: usize = 8 * 1024;
+
+/// An h2c response whose head was translated into `conn.resp`.
+pub(super) struct Response {
+    body: Body,
+    /// The client accepts trailers (`TE: trailers`; read before the
+    /// request's head left `conn.down`).
+    trailers: bool,
+}
+
+fn failed(error: ProxyError, cause: Cause, reached: bool) -> Attempt {
+    Attempt::Failed {
+        error,
+        cause: Some(cause),
+        reached,
+    }
+}
+
+/// Tries `upstream`, an h2c one, once (see `attempt::attempt`).
+pub(super) async fn attempt(
+    conn: &mut Conn,
+    worker: &Rc<Worker>,
+    bufs: &mut Bufs,
+    req: &mut Request,
+    (route, route_index): (&Route, usize),
+    upstream: &Upstream,
+) -> Attempt {
+    let gen = conn.gen.clone();
+    let proxy = &gen.config.proxy;
+    let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
+    let mut deadline = per_try.map(|t| clock::now() + t);
+    debug_assert!(!req.consumed, "a consumed request is not tried again");
+    bufs.up.clear();
+    if bufs.up.capacity() == 0 {
+        bufs.up = worker.take_up_buf();
+    }
+
+    let trailers = h1h2::accepts_trailers(&conn.down, &conn.head);
+    // The body bytes that came with the head, as payload (chunk framing
+    // removed): taken now, before the head leaves `down`.
+    let prefix = {
+        let bytes = &conn.down[req.head_len..req.head_len + req.used];
+        let mut payload = BytesMut::new();
+        let mut again = BodyState::new(conn.head.body);
+        // `Exchange::run` has decoded these bytes once already.
+        let _ = again.advance(bytes, |r| payload.extend_from_slice(&bytes[r]));
+        payload.freeze()
+    };
+
+    // A stream that dies before any answer, on a connection that was
+    // already open, is tried once more when the request is held whole.
+    let mut second_chance = req.replayable;
+    let (parts, body) = loop {
+        let head = match translate(conn, upstream) {
+            Ok(h) => h,
+            Err(e) => {
+                return Attempt::Failed {
+                    error: ProxyError::BadRequest(e.reason(), 400),
+                    cause: None,
+                    reached: false,
+                }
+            }
+        };
+        let load = &gen.loads[upstream.pool];
+        let admission = Admission {
+            breaker: gen.breakers[route_index].as_ref(),
+            pending: &load.pending,
+        };
+        let limits = Limits {
+            connect: left(deadline, proxy.connect_timeout),
+            wait: left(deadline, req.response_timeout),
+        };
+        let leased = worker
+            .pool
+            .h2_lease((gen.pools[upstream.pool], upstream.addr), admission, limits)
+            .await;
+        let lease = match leased {
+            Ok(l) => {
+                conn.tally.sending();
+                l
+            }
+            Err(LeaseError::Breaker(limit)) => {
+                return Attempt::Failed {
+                    error: ProxyError::CircuitOpen(limit),
+                    cause: None,
+                    reached: false,
+                }
+            }
+            Err(e) => {
+                conn.tally.sending();
+                let (error, cause) = lease_error(e, limits.connect < proxy.connect_timeout);
+                return failed(error, cause, false);
+            }
+        };
+        let reused = lease.reused;
+        if conn.head.expect_continue
+            && !req.body.is_done()
+            && conn.head.minor_version == 1
+            && !req.continued
+        {
+            req.continued = true;
+            let r = conn
+                .client
+                .write_static(b"HTTP/1.1 100 Continue\r\n\r\n", proxy.read_timeout)
+                .await;
+            if let Err(e) = r {
+                return Attempt::Abort(ProxyError::ClientIo(e.into_io()));
+            }
+        }
+        if !req.replayable && !req.consumed {
+            // On its way for good: the rest of the body streams through
+            // `down`.
+            conn.consume(req.head_len + req.used);
+            req.consumed = true;
+        }
+        let end = req.body.is_done() && prefix.is_empty();
+        let Sent {
+            response,
+            body: mut up_body,
+        } = match lease.send(head, end) {
+            Ok(s) => s,
+            Err(e) => {
+                let e = crate::upstream::h2::h2_io(e);
+                return failed(ProxyError::UpstreamBeforeResponse(e), Cause::Reset, false);
+            }
+        };
+        if !prefix.is_empty() {
+            let last = req.body.is_done();
+            match send_data(&mut up_body, prefix.clone(), last, proxy.read_timeout).await {
+                Ok(()) => {}
+                Err(e) if second_chance && reused && !gone_early(&e) => {
+                    tracing::debug!(error = ?e, "h2 stream failed before the response; retrying");
+                    second_chance = false;
+                    continue;
+                }
+                Err(e) if !gone_early(&e) => {
+                    let (error, cause) = body_error(e);
+                    return failed(error, cause, true);
+                }
+                // The upstream answered already and stopped the upload.
+                Err(_) => {}
+            }
+        }
+        if !req.body.is_done() {
+            if let Some(fail) = stream_body(conn, req, &mut up_body, proxy.read_timeout).await {
+                return fail;
+            }
+            deadline = per_try.map(|t| clock::now() + t);
+        }
+        drop(up_body);
+
+        let timeout = left(deadline, req.response_timeout);
+        match within(timeout, response.head()).await {
+            None => return failed(ProxyError::UpstreamTimeout, Cause::Timeout, true),
+            Some(Ok(pair)) => break pair,
+            Some(Err(e)) if second_chance && reused => {
+                tracing::debug!(error = %e, "h2 stream failed before the response; retrying");
+                second_chance = false;
+            }
+            Some(Err(e)) => {
+                // Refused (REFUSED_STREAM, or past a GOAWAY's last stream):
+                // the upstream did not process it.
+                let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM)
+                    || (e.is_go_away() && e.is_remote());
+                let e = crate::upstream::h2::h2_io(e);
+                return failed(
+                    ProxyError::UpstreamBeforeResponse(e),
+                    Cause::Reset,
+                    !refused,
+                );
+            }
+        }
+    };
+
+    // The head as HTTP/1.1, for the response path.
+    let framing = h1h2::framing_of(&parts, conn.head.is_head, body.is_end_stream());
+    h1h2::response_head(&mut bufs.up, &parts, framing);
+    match parse_response(&bufs.up, conn.head.is_head, &mut conn.resp) {
+        Ok(Some(())) => Attempt::Head(Up::H2(Response { body, trailers })),
+        _ => failed(
+            ProxyError::BadResponse("response head not valid as HTTP/1.1"),
+            Cause::Reset,
+            true,
+        ),
+    }
+}
+
+/// The request head as HTTP/2.
+fn translate(conn: &Conn, upstream: &Upstream) -> Result<http::Request<()>, h1h2::TranslateError> {
+    let fwd = Forwarded {
+        client_ip: conn.client_ip.as_bytes(),
+        proto: if conn.client.is_tls() {
+            b"https"
+        } else {
+            b"http"
+        },
+        extra: conn.edits.lines(),
+        drop: conn.edits.removed(),
+        default_host: upstream.authority.as_bytes(),
+        request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
+    };
+    h1h2::request(&conn.down, &conn.head, &fwd)
+}
+
+/// Streams the rest of the request body from the client, as DATA frames
+/// of its payload; bytes past its end stay in `down` for the next request.
+async fn stream_body(
+    conn: &mut Conn,
+    req: &mut Request,
+    up: &mut h2::SendStream<Bytes>,
+    limit: Duration,
+) -> Option<Attempt> {
+    while !req.body.is_done() {
+        if conn.down.capacity() - conn.down.len() < 1024 {
+            conn.down.reserve(16 * 1024);
+        }
+        match conn.client.read_more(&mut conn.down, limit).await {
+            Ok(_) => {}
+            Err(IoFail::Timeout) => {
+                return Some(Attempt::Failed {
+                    error: ProxyError::ClientTimeout,
+                    cause: None,
+                    reached: true,
+                })
+            }
+            Err(e) => return Some(Attempt::Abort(ProxyError::ClientIo(e.into_io()))),
+        }
+        let mut payload = BytesMut::new();
+        let down = &conn.down;
+        let used = match req
+            .body
+            .advance(down, |r| payload.extend_from_slice(&down[r]))
+        {
+            Ok(n) => n,
+            Err(_) => {
+                return Some(Attempt::Failed {
+                    error: ProxyError::BadRequest("invalid chunked body", 400),
+                    cause: None,
+                    reached: true,
+                })
+            }
+        };
+        conn.tally.bytes_in += used as u64;
+        req.body_seen += payload.len() as u64;
+        if req.body_limit.is_some_and(|max| req.body_seen > max) {
+            // The stream (with a partial body) is reset when dropped.
+            return Some(Attempt::Failed {
+                error: ProxyError::BadRequest("request body too large", 413),
+                cause: None,
+                reached: true,
+            });
+        }
+        conn.consume(used);
+        let last = req.body.is_done();
+        if payload.is_empty() && !last {
+            continue;
+        }
+        match send_data(up, payload.freeze(), last, limit).await {
+            Ok(()) => {}
+            // The upstream answered already: the rest of the body is read
+            // and dropped, so the connection stays in step.
+            Err(e) if gone_early(&e) => {}
+            Err(e) => {
+                let (error, cause) = body_error(e);
+                return Some(failed(error, cause, true));
+            }
+        }
+    }
+    None
+}
+
+/// Whether a send failed because the upstream closed its side after
+/// answering (RST_STREAM NO_ERROR): the response is still to be read.
+fn gone_early(e: &BodyError) -> bool {
+    matches!(e, BodyError::H2(e) if e.reason() == Some(h2::Reason::NO_ERROR))
+}
+
+fn body_error(e: BodyError) -> (ProxyError, Cause) {
+    match e {
+        BodyError::Timeout => (ProxyError::UpstreamTimeout, Cause::Timeout),
+        e => (
+            ProxyError::UpstreamBeforeResponse(e.into_io()),
+            Cause::Reset,
+        ),
+    }
+}
+
+fn lease_error(e: LeaseError, shortened: bool) -> (ProxyError, Cause) {
+    match e {
+        LeaseError::Connect(ConnectError::Io(e)) => (ProxyError::Connect(e), Cause::ConnectFailure),
+        // The attempt's deadline ran out first: a timeout; else the
+        // connect timeout did, a connect failure.
+        LeaseError::Connect(ConnectError::Timeout) if shortened => {
+            (ProxyError::UpstreamTimeout, Cause::Timeout)
+        }
+        LeaseError::Connect(ConnectError::Timeout) => {
+            (ProxyError::UpstreamTimeout, Cause::ConnectFailure)
+        }
+        LeaseError::Timeout => (ProxyError::UpstreamTimeout, Cause::Timeout),
+        LeaseError::Breaker(limit) => (ProxyError::CircuitOpen(limit), Cause::ConnectFailure),
+    }
+}
+
+/// `base`, or what is left before `deadline` if that is less.
+fn left(deadline: Option<Instant>, base: Duration) -> Duration {
+    match deadline {
+        None => base,
+        Some(d) => base.min(d.saturating_duration_since(clock::now())),
+    }
+}
+
+/// Streams the response whose head `attempt` translated to the client:
+/// data as it comes (chunked when the upstream gave no length), flow
+/// control released as the client takes it, trailers on the last chunk
+/// for clients that accept them.
+pub(super) async fn respond(
+    conn: &mut Conn,
+    worker: &Rc<Worker>,
+    bufs: &mut Bufs,
+    Response { mut body, trailers }: Response,
+) -> Outcome {
+    let gen = conn.gen.clone();
+    let proxy = &gen.config.proxy;
+    let resp = &conn.resp;
+    let chunked = resp.body == BodyKind::Chunked;
+    let dechunk = chunked && conn.head.minor_version == 0;
+    let close = !conn.head.keep_alive || worker.stopping.get() || dechunk;
+    bufs.out.clear();
+    let route = &gen.config.routes[conn.route];
+    if !gen.chains[conn.route].is_empty() {
+        let mut cx = ResponseCx {
+            status: resp.status,
+            headers: Headers::of_response(resp, &bufs.up),
+            client_ip_text: &conn.client_ip,
+            request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
+            route: &route.name,
+            upstream: &route.upstreams[conn.upstream].name,
+            edits: &mut conn.resp_edits,
+            state: &conn.flow,
+        };
+        gen.chains[conn.route].response(&mut cx);
+    }
+    if let Some((r, u)) = conn.set_sticky.take() {
+        let (route, balancer) = (&gen.config.routes[r], &gen.balancers[r]);
+        super::ask::set_cookie(&mut conn.resp_edits, route, balancer, u);
+    }
+    let framing = if dechunk {
+        DownFraming::Dechunk
+    } else {
+        DownFraming::Same
+    };
+    write_response_head(
+        &mut bufs.out,
+        &bufs.up,
+        resp,
+        conn.head.minor_version,
+        framing,
+        close,
+        (conn.resp_edits.removed(), conn.resp_edits.lines()),
+    );
+    conn.tally.status = resp.status;
+    if resp.status == 429 {
+        conn.tally.retry_after_us = retry_after_us(resp, &bufs.up);
+    }
+    let limit = proxy.read_timeout;
+    let has_body = resp.body != BodyKind::Empty;
+    let trailers_wanted = chunked && !dechunk && trailers;
+
+    // The head goes out with the data already there, if any, else at
+    // once: a stream may wait long before its first byte. Chunks already
+    // there go out together, up to `COALESCE`; capacity is released as
+    // the client takes them.
+    let mut next = if has_body {
+        poll_now(&mut body)
+    } else {
+        Some(None)
+    };
+    let mut unreleased = 0;
+    loop {
+        let item = match next.take() {
+            Some(item) => item,
+            None => {
+                if let Err(o) = flush(conn, bufs, limit).await {
+                    return o;
+                }
+                body.release(std::mem::take(&mut unreleased));
+                body.data(limit).await
+            }
+        };
+        let data = match item {
+            None => break,
+            Some(Ok(d)) => d,
+            Some(Err(BodyError::Timeout)) => return Outcome::Abort(ProxyError::UpstreamTimeout),
+            Some(Err(e)) => return Outcome::Abort(ProxyError::UpstreamMidResponse(e.into_io())),
+        };
+        let n = data.len();
+        if n > 0 {
+            if chunked && !dechunk {
+                h1h2::chunk_head(&mut bufs.out, n);
+                bufs.out.extend_from_slice(&data);
+                bufs.out.extend_from_slice(b"\r\n");
+            } else {
+                bufs.out.extend_from_slice(&data);
+            }
+            unreleased += n;
+        }
+        if bufs.out.len() < COALESCE {
+            next = poll_now(&mut body);
+        }
+    }
+    if chunked && !dechunk {
+        let trailers = if body.is_end_stream() {
+            None
+        } else {
+            match body.trailers(limit).await {
+                Ok(t) => t,
+                Err(BodyError::Timeout) => return Outcome::Abort(ProxyError::UpstreamTimeout),
+                Err(e) => return Outcome::Abort(ProxyError::UpstreamMidResponse(e.into_io())),
+            }
+        };
+        h1h2::last_chunk(&mut bufs.out, trailers.as_ref().filter(|_| trailers_wanted));
+    }
+    if let Err(o) = flush(conn, bufs, limit).await {
+        return o;
+    }
+    Outcome::Done {
+        keep_alive: !close,
+        reuse: true,
+    }
+}
+
+/// Writes what `bufs.out` holds to the client.
+async fn flush(conn: &mut Conn, bufs: &mut Bufs, limit: Duration) -> Result<(), Outcome> {
+    if bufs.out.is_empty() {
+        return Ok(());
+    }
+    conn.tally.bytes_out += bufs.out.len() as u64;
+    if let Err(e) = conn.client.write_all(&mut bufs.out, limit).await {
+        return Err(Outcome::Abort(ProxyError::ClientIo(e.into_io())));
+    }
+    bufs.out.clear();
+    Ok(())
+}
+
+/// The body's next chunk if it is already there (its end included),
+/// without waiting.
+fn poll_now(body: &mut Body) -> Option<Option<Result<Bytes, BodyError>>> {
+    let mut cx = Context::from_waker(Waker::noop());
+    match body.poll_data(&mut cx) {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
+    }
+}
