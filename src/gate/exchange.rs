@@ -523,7 +523,7 @@ async fn respond(
 
 /// A 429's `Retry-After` in microseconds, when given in seconds (an
 /// HTTP-date is not honoured: the 429 then counts as a failure).
-fn retry_after_us(resp: &ResponseHead, buf: &[u8]) -> Option<u64> {
+pub(super) fn retry_after_us(resp: &ResponseHead, buf: &[u8]) -> Option<u64> {
     let v = resp
         .headers
         .iter()

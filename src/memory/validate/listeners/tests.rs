@@ -268,9 +268,9 @@ fn bad_certificates_name_their_field() {
     );
     let good = "certificates = [{ cert = \"DIR/server.pem\", key = \"DIR/server.key\" }]\n";
     check(
-        &format!("{good}alpn = [\"h2\", \"http/1.1\"]"),
-        &format!("{p}.alpn[0]"),
-        "not supported yet",
+        &format!("{good}alpn = [\"h2\", \"http/1.1\", \"h2\"]"),
+        &format!("{p}.alpn[2]"),
+        "listed twice",
     );
     check(
         &format!("{good}alpn = [\"spdy/3\"]"),
