@@ -532,11 +532,12 @@ async fn report_loop(worker: &Worker) {
     }
 }
 
-/// Waits for in-flight requests and open tunnels, up to the shutdown
-/// timeout; then cuts the tunnels left.
+/// Waits for in-flight requests, open tunnels and HTTP/2 connections
+/// (their last frames written after GOAWAY), up to the shutdown timeout;
+/// then cuts the tunnels left.
 async fn drain(worker: &Worker) {
     let deadline = clock::now() + worker.gen().config.server.shutdown_timeout;
-    while worker.in_flight.get() > 0 || worker.tunnels.open() > 0 {
+    while worker.in_flight.get() > 0 || worker.tunnels.open() > 0 || worker.h2.open() > 0 {
         if clock::now() >= deadline {
             tracing::warn!(
                 worker = worker.id,

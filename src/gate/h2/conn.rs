@@ -57,7 +57,8 @@ const PENDING_RESETS: usize = 20;
 const LOCAL_ERROR_RESETS: usize = 256;
 /// Reset streams whose late frames h2 remembers to ignore.
 const RESET_STREAMS: usize = 64;
-/// After an idle GOAWAY, how long the client gets to close.
+/// After GOAWAY, once no stream is left, how long the client gets to
+/// close (it acknowledges the PING sent with the GOAWAY, then h2 closes).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// What the streams of one connection share.
@@ -109,6 +110,11 @@ pub(crate) struct Connections {
 }
 
 impl Connections {
+    /// Connections open on this worker.
+    pub(crate) fn open(&self) -> usize {
+        self.wakers.borrow().len() - self.free.borrow().len()
+    }
+
     /// The worker is stopping (its `stopping` flag is set): every
     /// connection looks at it now.
     pub(crate) fn stop(&self) {

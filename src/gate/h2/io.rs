@@ -33,7 +33,9 @@ pub(crate) type Socket = Box<StreamWrapper<TcpStream>>;
 
 /// Wraps a client socket.
 pub(crate) fn socket(tcp: TcpStream) -> Socket {
-    Box::new(StreamWrapper::new_with_buffer_size(tcp, SOCKET_BUF, SOCKET_BUF))
+    Box::new(StreamWrapper::new_with_buffer_size(
+        tcp, SOCKET_BUF, SOCKET_BUF,
+    ))
 }
 
 /// A stream whose first reads return bytes already read from it.

@@ -44,9 +44,7 @@ pub(super) struct Stream {
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.shared
-            .worker
-            .give_buf(std::mem::take(&mut self.down));
+        self.shared.worker.give_buf(std::mem::take(&mut self.down));
     }
 }
 
@@ -58,7 +56,10 @@ pub(super) async fn serve(open: Open, req: Request<RecvStream>, respond: SendRes
         .catch_unwind()
         .await;
     if run.is_err() {
-        tracing::error!(worker = shared.worker.id, "HTTP/2 stream task panicked; stream reset");
+        tracing::error!(
+            worker = shared.worker.id,
+            "HTTP/2 stream task panicked; stream reset"
+        );
     }
     drop(open);
 }
@@ -283,10 +284,7 @@ pub(super) fn append_lines(h: &mut http::HeaderMap, lines: &[u8]) {
             continue;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(name),
-            HeaderValue::from_bytes(value),
-        ) {
+        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name), HeaderValue::from_bytes(value)) {
             h.append(n, v);
         }
     }

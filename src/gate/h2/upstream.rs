@@ -275,7 +275,9 @@ async fn send_and_read_head(
                     continue;
                 }
                 Ok(Some(())) if s.resp.status == 101 || s.resp.status < 100 => {
-                    return Err(Outcome::Failed(ProxyError::BadResponse("unexpected status")));
+                    return Err(Outcome::Failed(ProxyError::BadResponse(
+                        "unexpected status",
+                    )));
                 }
                 Ok(Some(())) => return Ok(()),
                 Ok(None) if bufs.up.len() >= MAX_RESPONSE_HEAD => {
@@ -306,8 +308,7 @@ async fn send_and_read_head(
                 *up = connect((&worker, &gen), upstream, None)
                     .await
                     .map_err(|(e, _)| Outcome::Failed(e))?;
-                if let Err(e) = crate::gate::io::write_all(up, &mut bufs.out, read_timeout).await
-                {
+                if let Err(e) = crate::gate::io::write_all(up, &mut bufs.out, read_timeout).await {
                     return failed(e);
                 }
             }
@@ -558,11 +559,7 @@ fn named_by_connection(resp: &ResponseHead, buf: &[u8], name: &[u8]) -> bool {
 /// The HTTP/2 response head for an HTTP/1.1 one: its status and headers
 /// without the connection-specific ones (HTTP/2 forbids them) and the
 /// names the filters drop, plus the filters' lines and `via`.
-fn response_head(
-    resp: &ResponseHead,
-    buf: &[u8],
-    edits: &crate::flow::Edits,
-) -> Response<()> {
+fn response_head(resp: &ResponseHead, buf: &[u8], edits: &crate::flow::Edits) -> Response<()> {
     let mut r = Response::new(());
     *r.status_mut() = StatusCode::from_u16(resp.status).unwrap_or(StatusCode::BAD_GATEWAY);
     let h = r.headers_mut();
@@ -644,7 +641,13 @@ mod tests {
         let r = response_head(&resp, raw.as_bytes(), &edits);
         let h = r.headers();
         assert_eq!(r.status(), 200);
-        for gone in ["connection", "x-hop", "keep-alive", "transfer-encoding", "x-drop"] {
+        for gone in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "x-drop",
+        ] {
             assert!(!h.contains_key(gone), "{gone}: {h:?}");
         }
         let cookies: Vec<_> = h.get_all("set-cookie").iter().collect();
