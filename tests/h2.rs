@@ -347,7 +347,14 @@ fn curl_negotiates_h2_over_tls_by_alpn() {
         return;
     }
     let pki = Pki::new("h2");
-    let backend = Backend::text("hello over h2");
+    let backend = Backend::start(|req, s| {
+        match req.path.as_str() {
+            "/big" => respond(s, 200, &[], &vec![b'x'; 300_000]),
+            "/upload" => respond(s, 200, &[], format!("{}", req.body.len()).as_bytes()),
+            _ => respond(s, 200, &[], b"hello over h2"),
+        }
+        After::KeepAlive
+    });
     let text = format!(
         "[server]\nworkers = 1\n[[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n\
          certificates = [{{ cert = \"{}\", key = \"{}\" }}]\nalpn = [\"h2\", \"http/1.1\"]\n\
@@ -375,9 +382,28 @@ fn curl_negotiates_h2_over_tls_by_alpn() {
         backend.last_request().header("x-forwarded-proto"),
         Some("https")
     );
-    // A larger body, over several TLS records and DATA frames.
-    let big = curl(&[&base[..], &["--http2", "-o", "/dev/null", &url]].concat());
-    assert!(big.status.success(), "{big:?}");
+    // Larger bodies both ways, over many TLS records and DATA frames
+    // (and past the initial flow-control windows).
+    let big_url = format!("https://localhost:{port}/big");
+    let big = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "--http2",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_version} %{size_download}",
+        &big_url,
+    ]);
+    assert_eq!(stdout(&big), "2 300000", "{big:?}");
+    let file = pki.dir.join("upload.bin");
+    std::fs::write(&file, vec![b'u'; 500_000]).unwrap();
+    let data = format!("@{}", file.display());
+    let up_url = format!("https://localhost:{port}/upload");
+    let up = curl(&[&base[..], &["--http2", "--data-binary", &data, &up_url]].concat());
+    assert_eq!(stdout(&up), "500000\n2", "{up:?}");
     let h1 = curl(&[&base[..], &["--http1.1", &url]].concat());
     assert_eq!(stdout(&h1), "hello over h2\n1.1", "{h1:?}");
     dao.shutdown();
