@@ -356,7 +356,7 @@ async fn read_head(
 
 /// Opens a connection to `upstream` within `proxy.connect_timeout` and
 /// what is left of the attempt's deadline.
-async fn connect(
+pub(super) async fn connect(
     (worker, gen): (&Worker, &Gen),
     upstream: &Upstream,
     deadline: Option<Instant>,
@@ -388,7 +388,7 @@ fn left(deadline: Option<Instant>, base: Duration) -> Duration {
     }
 }
 
-fn upstream_error(e: IoFail) -> (ProxyError, Cause) {
+pub(super) fn upstream_error(e: IoFail) -> (ProxyError, Cause) {
     match e {
         IoFail::Timeout => (ProxyError::UpstreamTimeout, Cause::Timeout),
         e => (

@@ -21,6 +21,7 @@ use crate::align::router::{Field, Target};
 use crate::clock;
 use crate::error::ProxyError;
 use crate::flow::{Edits, Flow, Headers, Reply, RequestCx, State};
+use crate::memory::Config;
 use crate::proto::h1::head::{error_response, overloaded_response};
 use crate::proto::h1::{parse_request, BodyKind, RequestHead, ResponseHead};
 use crate::runtime::generation::Gen;
@@ -37,6 +38,8 @@ pub(crate) enum Next {
     Park,
     /// A 101 went out: the connection is a tunnel from now on.
     Tunnel(exchange::Upgraded),
+    /// The client opened with the HTTP/2 preface (h2c, prior knowledge).
+    H2,
 }
 
 /// After this long without a byte, an idle client connection gives back
@@ -50,12 +53,20 @@ pub(crate) struct Parked {
     peer: SocketAddr,
     /// What is left of the keep-alive timeout.
     idle_left: Duration,
+    /// No request was read on the connection yet: its first bytes may be
+    /// the HTTP/2 preface.
+    first: bool,
 }
 
 /// Serves one client connection (panics stay in it), parking it while idle.
 pub(crate) async fn connection(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) {
+    resume(client, peer, worker, true).await
+}
+
+/// As `connection`; `first`: no request was read on it yet.
+async fn resume(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>, first: bool) {
     let id = worker.id;
-    let served = AssertUnwindSafe(serve(client, peer, worker.clone()))
+    let served = AssertUnwindSafe(serve(client, peer, worker.clone(), first))
         .catch_unwind()
         .await;
     match served {
@@ -75,7 +86,7 @@ pub(crate) async fn connection(client: ClientStream, peer: SocketAddr, worker: R
 async fn park(p: Parked, worker: Rc<Worker>) {
     if let Some(Ok(())) = within(p.idle_left, p.client.readable()).await {
         if !worker.stopping.get() {
-            monoio::spawn(connection(p.client, p.peer, worker));
+            monoio::spawn(resume(p.client, p.peer, worker, p.first));
             return;
         }
     }
@@ -83,7 +94,12 @@ async fn park(p: Parked, worker: Rc<Worker>) {
 }
 
 /// Serves requests until the connection closes (`None`) or idles.
-async fn serve(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) -> Option<Parked> {
+async fn serve(
+    client: ClientStream,
+    peer: SocketAddr,
+    worker: Rc<Worker>,
+    first: bool,
+) -> Option<Parked> {
     // (TLS streams had theirs set before the handshake.)
     if let ClientStream::Plain(s) = &client {
         let _ = s.set_nodelay(true);
@@ -106,6 +122,7 @@ async fn serve(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) -> Op
         flow: State::default(),
         gen: worker.gen(),
         worker,
+        first,
     };
     loop {
         match conn.one().await {
@@ -124,6 +141,14 @@ async fn serve(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) -> Op
                 }
                 return None;
             }
+            Next::H2 => {
+                let early = std::mem::take(&mut conn.down);
+                // Only plain connections get here (see `read_head`).
+                if let ClientStream::Plain(client) = conn.client {
+                    super::h2::serve_plain(client, early, peer, conn.worker).await;
+                }
+                return None;
+            }
             Next::Park => {
                 conn.client.park();
                 let idle_left = conn
@@ -136,6 +161,7 @@ async fn serve(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) -> Op
                     client: conn.client,
                     peer,
                     idle_left,
+                    first: conn.first,
                 });
             }
         }
@@ -168,6 +194,8 @@ pub(crate) struct Conn {
     /// the request's head was read).
     pub(crate) gen: Rc<Gen>,
     pub(crate) worker: Rc<Worker>,
+    /// No request head was read on the connection yet.
+    first: bool,
 }
 
 /// Why no request head was read.
@@ -178,13 +206,15 @@ enum HeadError {
     Park,
     /// Answer with this status, then close.
     Reply(u16),
+    /// The connection opened with the HTTP/2 preface.
+    H2,
 }
 
 /// Counts a request in flight for graceful shutdown, even across a panic.
-struct InFlight(Rc<Worker>);
+pub(crate) struct InFlight(Rc<Worker>);
 
 impl InFlight {
-    fn new(w: &Rc<Worker>) -> InFlight {
+    pub(crate) fn new(w: &Rc<Worker>) -> InFlight {
         w.in_flight.set(w.in_flight.get() + 1);
         InFlight(w.clone())
     }
@@ -209,6 +239,7 @@ impl Conn {
             Ok(()) => {}
             Err(HeadError::Close) => return Next::Close,
             Err(HeadError::Park) => return Next::Park,
+            Err(HeadError::H2) => return Next::H2,
             Err(HeadError::Reply(status)) => {
                 // No head to speak of: counted on DAO's own slot.
                 self.tally.start(b"", &self.gen);
@@ -218,6 +249,7 @@ impl Conn {
                 return self.reply_error(status, true).await;
             }
         }
+        self.first = false;
         let _in_flight = InFlight::new(&self.worker);
         let w = self.worker.clone();
         let gen = self.gen.clone();
@@ -251,20 +283,7 @@ impl Conn {
                 target,
             );
         }
-        let target = Target {
-            host: head.host.get(buf),
-            path: head.path.get(buf),
-            method: head.method.get(buf),
-        };
-        let found = config
-            .router
-            .find(target, |field, name, value| match field {
-                Field::Header => head.headers.iter().any(|h| {
-                    h.name.get(buf).eq_ignore_ascii_case(name) && h.value.get(buf) == value
-                }),
-                Field::Cookie => Headers::of_request(head, buf).cookie(name) == Some(value),
-            });
-        let Some(route) = found else {
+        let Some(route) = find_route(config, head, buf) else {
             self.consume(self.head.head_len);
             let close = self.must_close_on_error();
             return self.reply_error(ProxyError::NoRoute.status(), close).await;
@@ -351,39 +370,17 @@ impl Conn {
 
     /// Runs route `route`'s request filters; `Some` when one answers.
     fn filter_request(&mut self, route: usize) -> Option<Reply> {
-        let (w, gen) = (self.worker.clone(), self.gen.clone());
-        let buf = &self.down;
-        let head = &self.head;
-        let mut cx = RequestCx {
-            method: head.method.get(buf),
-            path: head.path.get(buf),
-            headers: Headers::of_request(head, buf),
-            content_length: match head.body {
-                BodyKind::Length(n) => Some(n),
-                _ => None,
-            },
-            has_body: head.body != BodyKind::Empty,
-            client_ip: self.peer_ip,
-            now_us: if gen.chains[route].clock() {
-                w.now_us()
-            } else {
-                0
-            },
-            now_unix_secs: if gen.chains[route].wall_clock() {
-                crate::clock::unix_secs()
-            } else {
-                0
-            },
-            client_ip_text: &self.client_ip,
+        let client = Client {
+            ip: self.peer_ip,
+            ip_text: &self.client_ip,
             request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
-            route: &gen.config.routes[route].name,
-            edits: &mut self.edits,
-            state: &mut self.flow,
         };
-        match gen.chains[route].request(&mut cx) {
-            Flow::Continue => None,
-            Flow::Reply(r) => Some(r),
-        }
+        request_filters(
+            (&self.worker, &self.gen, route),
+            (&self.head, &self.down),
+            &client,
+            (&mut self.edits, &mut self.flow),
+        )
     }
 
     /// Sends a filter's reply. The connection stays open only when the
@@ -461,6 +458,16 @@ impl Conn {
                     Ok(Some(())) => return Ok(()),
                     Ok(None) if self.down.len() >= limit => return Err(HeadError::Reply(431)),
                     Ok(None) => {}
+                    // "PRI * HTTP/2.0": h2c with prior knowledge. (A
+                    // plain connection's first bytes only; not a valid
+                    // HTTP/1 request, so looked for only once it fails.)
+                    Err(_)
+                        if self.first
+                            && !self.client.is_tls()
+                            && super::h2::is_preface(&self.down) =>
+                    {
+                        return Err(HeadError::H2)
+                    }
                     Err(e) => return Err(HeadError::Reply(e.status())),
                 }
                 // The slowloris clock starts with the head's first byte.
@@ -497,5 +504,68 @@ impl Conn {
                 Err(_) => return Err(HeadError::Close),
             }
         }
+    }
+}
+
+/// The route a request head (parsed from `buf`) takes, if any.
+pub(crate) fn find_route(config: &Config, head: &RequestHead, buf: &[u8]) -> Option<usize> {
+    let target = Target {
+        host: head.host.get(buf),
+        path: head.path.get(buf),
+        method: head.method.get(buf),
+    };
+    config
+        .router
+        .find(target, |field, name, value| match field {
+            Field::Header => head
+                .headers
+                .iter()
+                .any(|h| h.name.get(buf).eq_ignore_ascii_case(name) && h.value.get(buf) == value),
+            Field::Cookie => Headers::of_request(head, buf).cookie(name) == Some(value),
+        })
+}
+
+/// Who sent a request, as its filters see it.
+pub(crate) struct Client<'a> {
+    pub(crate) ip: std::net::IpAddr,
+    pub(crate) ip_text: &'a str,
+    /// The request id sent upstream (empty: none).
+    pub(crate) request_id: &'a [u8],
+}
+
+/// Runs route `route`'s request filters on a request head (parsed from
+/// `buf`); `Some` when one answers.
+pub(crate) fn request_filters(
+    (w, gen, route): (&Worker, &Gen, usize),
+    (head, buf): (&RequestHead, &[u8]),
+    client: &Client<'_>,
+    (edits, state): (&mut Edits, &mut State),
+) -> Option<Reply> {
+    let chain = &gen.chains[route];
+    let mut cx = RequestCx {
+        method: head.method.get(buf),
+        path: head.path.get(buf),
+        headers: Headers::of_request(head, buf),
+        content_length: match head.body {
+            BodyKind::Length(n) => Some(n),
+            _ => None,
+        },
+        has_body: head.body != BodyKind::Empty,
+        client_ip: client.ip,
+        now_us: if chain.clock() { w.now_us() } else { 0 },
+        now_unix_secs: if chain.wall_clock() {
+            crate::clock::unix_secs()
+        } else {
+            0
+        },
+        client_ip_text: client.ip_text,
+        request_id: client.request_id,
+        route: &gen.config.routes[route].name,
+        edits,
+        state,
+    };
+    match chain.request(&mut cx) {
+        Flow::Continue => None,
+        Flow::Reply(r) => Some(r),
     }
 }

@@ -1,11 +1,13 @@
 //! Gate: where connections come in — the per-worker SO_REUSEPORT
-//! listeners, TLS termination, the HTTP/1.1 client connection loop, and
-//! the tunnels that WebSocket connections become.
+//! listeners, TLS termination, the HTTP/1.1 client connection loop, HTTP/2
+//! from clients (h2c and ALPN h2), and the tunnels that WebSocket
+//! connections become.
 
 mod ask;
 mod attempt;
 mod conn;
 mod exchange;
+pub(crate) mod h2;
 mod h2up;
 pub(crate) mod io;
 pub mod listener;

@@ -76,6 +76,12 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, worker: Rc<Worker>, 
         .catch_unwind()
         .await;
     let error = match shake {
+        // ALPN chose HTTP/2.
+        Ok(Some(Ok(stream))) if stream.is_h2() => {
+            super::h2::serve_tls(stream, peer, worker.clone()).await;
+            worker.connection_closed();
+            return;
+        }
         Ok(Some(Ok(stream))) => {
             let client = ClientStream::Tls(Box::new(stream));
             return connection(client, peer, worker).await;
@@ -189,6 +195,19 @@ pub(crate) struct TlsStream {
 }
 
 impl TlsStream {
+    /// Whether the client and DAO agreed on HTTP/2 (ALPN `h2`).
+    pub(crate) fn is_h2(&self) -> bool {
+        self.tls.alpn_protocol() == Some(b"h2")
+    }
+
+    /// The socket, the rustls connection, and the ciphertext read from
+    /// the socket that rustls has not taken yet (a client's first records
+    /// after its handshake often come with its last handshake message).
+    pub(crate) fn into_parts(mut self) -> (TcpStream, ServerConnection, Vec<u8>) {
+        self.rx.drain(..self.rx_at);
+        (self.tcp, self.tls, self.rx)
+    }
+
     /// Reads once, appending plaintext to `buf` (which must have spare
     /// capacity), for at most `limit`.
     pub(crate) async fn read_more(

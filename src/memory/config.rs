@@ -142,6 +142,9 @@ pub struct Server {
     pub keepalive_timeout: Duration,
     /// Time in-flight requests get to finish after SIGTERM/SIGINT.
     pub shutdown_timeout: Duration,
+    /// Streams one HTTP/2 client connection may have open at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub h2_max_concurrent_streams: u32,
 }
 
 /// `[proxy]`: the upstream side.

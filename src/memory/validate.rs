@@ -279,6 +279,12 @@ impl Validator {
                 raw.shutdown_timeout,
                 Duration::from_secs(30),
             ),
+            h2_max_concurrent_streams: self.count(
+                "server.h2_max_concurrent_streams",
+                raw.h2_max_concurrent_streams,
+                (1, 10_000),
+                128,
+            ) as u32,
             bind: bind?,
         })
     }

@@ -55,6 +55,8 @@ pub(crate) struct Worker {
     pub(crate) stopping: Cell<bool>,
     /// Open WebSocket tunnels, cut when the shutdown timeout runs out.
     pub(crate) tunnels: crate::gate::tunnel::Tunnels,
+    /// Open HTTP/2 client connections, told when the worker stops.
+    pub(crate) h2: crate::gate::h2::Connections,
     /// The time, refreshed every tick (100 ms): good enough for pool idle
     /// times and the response deadline, and free to read per request.
     pub(crate) coarse_now: Cell<std::time::Instant>,
@@ -394,6 +396,7 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             retries_active: Cell::new(0),
             stopping: Cell::new(false),
             tunnels: Default::default(),
+            h2: Default::default(),
             spare: RefCell::new(Vec::new()),
             handled: Cell::new(0),
             link: RefCell::new(link),
@@ -418,6 +421,8 @@ pub(crate) fn run(setup: Setup) -> PoolStats {
             task.await;
         }
         worker.stopping.set(true);
+        // HTTP/2 clients get their GOAWAY now.
+        worker.h2.stop();
         {
             // Keep reporting while in-flight requests finish.
             let d = std::pin::pin!(drain(&worker));
@@ -530,11 +535,12 @@ async fn report_loop(worker: &Worker) {
     }
 }
 
-/// Waits for in-flight requests and open tunnels, up to the shutdown
-/// timeout; then cuts the tunnels left.
+/// Waits for in-flight requests, open tunnels and HTTP/2 connections
+/// (their last frames written after GOAWAY), up to the shutdown timeout;
+/// then cuts the tunnels left.
 async fn drain(worker: &Worker) {
     let deadline = clock::now() + worker.gen().config.server.shutdown_timeout;
-    while worker.in_flight.get() > 0 || worker.tunnels.open() > 0 {
+    while worker.in_flight.get() > 0 || worker.tunnels.open() > 0 || worker.h2.open() > 0 {
         if clock::now() >= deadline {
             tracing::warn!(
                 worker = worker.id,

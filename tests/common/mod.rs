@@ -10,6 +10,8 @@ use std::time::Duration;
 
 pub use dao::runtime::Server;
 
+pub mod pki;
+
 /// A request as a backend received it.
 #[derive(Debug, Clone, Default)]
 pub struct Req {

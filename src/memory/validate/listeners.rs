@@ -20,7 +20,7 @@ use crate::memory::config::{ClientAuth, Listener, Tls, TlsVersion};
 use crate::memory::raw::{RawCertificate, RawListener, RawTls};
 
 /// ALPN protocols DAO speaks.
-const ALPN_KNOWN: &[&str] = &["http/1.1"];
+const ALPN_KNOWN: &[&str] = &["h2", "http/1.1"];
 
 impl Validator {
     /// Every listener: `server.bind` first when given (or when there is
@@ -92,10 +92,11 @@ impl Validator {
         }
         for (j, p) in alpn.iter().enumerate() {
             let ppath = format!("{path}.alpn[{j}]");
-            if p == "h2" {
-                self.err(ppath, "\"h2\": not supported yet");
-            } else if !ALPN_KNOWN.contains(&p.as_str()) {
-                self.err(ppath, format!("{p:?}: unknown protocol; use \"http/1.1\""));
+            if !ALPN_KNOWN.contains(&p.as_str()) {
+                self.err(
+                    ppath,
+                    format!("{p:?}: unknown protocol; use \"h2\" or \"http/1.1\""),
+                );
             } else if alpn[..j].contains(p) {
                 self.err(ppath, format!("{p:?} is listed twice"));
             }

@@ -56,6 +56,7 @@ fn good_config_loads() {
     assert_eq!(c.server.workers, 2);
     assert_eq!(c.server.header_read_timeout, Duration::from_secs(5));
     assert_eq!(c.server.max_header_bytes, 64 * 1024);
+    assert_eq!(c.server.h2_max_concurrent_streams, 128);
     assert_eq!(c.proxy.connect_timeout, Duration::from_millis(250));
     assert_eq!(c.routes.len(), 2);
     let api = &c.routes[0];
@@ -383,7 +384,7 @@ fn telemetry_errors_name_their_fields() {
 fn bad_values_name_their_fields() {
     let text = GOOD
         .replace("\"5s\"", "\"soon\"")
-        .replace("workers = 2", "workers = 0")
+        .replace("workers = 2", "workers = 0\nh2_max_concurrent_streams = 0")
         .replace("http://127.0.0.1:8082/", "ftp://x")
         .replace("weight = 3", "weight = 0")
         .replace("\"/v1/\"", "\"v1\"");
@@ -391,6 +392,7 @@ fn bad_values_name_their_fields() {
     for path in [
         "server.header_read_timeout: invalid duration",
         "server.workers: 0 is out of range",
+        "server.h2_max_concurrent_streams: 0 is out of range",
         "routes.rule[0].upstreams[1].url: \"ftp://x\" must start with http://",
         "routes.rule[0].upstreams[0].weight: 0 is out of range",
         "routes.rule[0].match.path_prefix: must start with '/'",

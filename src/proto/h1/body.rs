@@ -38,10 +38,22 @@ impl BodyState {
     /// Takes the body's bytes from the front of `input`; returns how many
     /// belong to the body. `on_data` gets the ranges that are payload (all
     /// of them, except chunk framing).
+    #[inline]
     pub fn advance(
         &mut self,
         input: &[u8],
+        on_data: impl FnMut(Range<usize>),
+    ) -> Result<usize, ChunkError> {
+        self.advance_parts(input, on_data, |_| {})
+    }
+
+    /// As [`BodyState::advance`]; `on_trailer` gets the ranges of a chunked
+    /// body's trailer field lines (see [`ChunkedDecoder::feed_parts`]).
+    pub fn advance_parts(
+        &mut self,
+        input: &[u8],
         mut on_data: impl FnMut(Range<usize>),
+        on_trailer: impl FnMut(Range<usize>),
     ) -> Result<usize, ChunkError> {
         match self {
             BodyState::Done => Ok(0),
@@ -55,7 +67,7 @@ impl BodyState {
                 Ok(n)
             }
             BodyState::Chunked(decoder) => {
-                let p = decoder.feed(input, on_data)?;
+                let p = decoder.feed_parts(input, on_data, on_trailer)?;
                 if p.done {
                     *self = BodyState::Done;
                 }

@@ -99,12 +99,28 @@ impl ChunkedDecoder {
     /// Feeds the next bytes of the body. `on_data` receives the ranges of
     /// `input` that are chunk data. Bytes after the end of the body are not
     /// consumed.
+    #[inline]
     pub fn feed(
         &mut self,
         input: &[u8],
+        on_data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<Progress, ChunkError> {
+        self.feed_parts(input, on_data, |_| {})
+    }
+
+    /// As [`ChunkedDecoder::feed`]; `on_trailer` also receives the ranges
+    /// of `input` that belong to the trailer section's field lines (each
+    /// with its CRLF; the final blank line is not reported). A section
+    /// split across calls comes in several ranges.
+    pub fn feed_parts(
+        &mut self,
+        input: &[u8],
         mut on_data: impl FnMut(std::ops::Range<usize>),
+        mut on_trailer: impl FnMut(std::ops::Range<usize>),
     ) -> Result<Progress, ChunkError> {
         let mut i = 0;
+        // Where the trailer bytes of this call start, while in them.
+        let mut trailer: Option<usize> = None;
         while i < input.len() {
             if self.state == State::Data {
                 let n = (input.len() - i).min(self.size as usize);
@@ -118,13 +134,29 @@ impl ChunkedDecoder {
             }
             let b = input[i];
             i += 1;
+            let was = self.state;
             self.state = self.step(b)?;
+            match (was, self.state) {
+                // The blank line that ends the section is not a field.
+                (State::TrailerStart, State::FinalLf) => {}
+                (State::TrailerStart | State::Trailer | State::TrailerLf, _) => {
+                    trailer.get_or_insert(i - 1);
+                }
+                (_, _) => {}
+            }
+            if let (Some(t), State::FinalLf) = (trailer, self.state) {
+                on_trailer(t..i - 1);
+                trailer = None;
+            }
             if self.state == State::Done {
                 return Ok(Progress {
                     consumed: i,
                     done: true,
                 });
             }
+        }
+        if let Some(t) = trailer {
+            on_trailer(t..i);
         }
         Ok(Progress {
             consumed: i,
@@ -254,6 +286,36 @@ mod tests {
             assert_eq!(data, b"hello world");
             assert_eq!(used, body.len() - 4, "split {split}");
         }
+    }
+
+    #[test]
+    fn trailer_ranges_at_every_split() {
+        let body = b"3\r\nabc\r\n0\r\nGrpc-Status: 0\r\nX-T: a b\r\n\r\nNEXT";
+        for split in 0..=body.len() {
+            let mut d = ChunkedDecoder::default();
+            let (mut data, mut trailers, mut used) = (Vec::new(), Vec::new(), 0);
+            for part in [&body[..split], &body[split..]] {
+                if d.is_done() {
+                    break;
+                }
+                let p = d
+                    .feed_parts(
+                        part,
+                        |r| data.extend_from_slice(&part[r]),
+                        |r| trailers.extend_from_slice(&part[r]),
+                    )
+                    .unwrap();
+                used += p.consumed;
+            }
+            assert!(d.is_done(), "split {split}");
+            assert_eq!(used, body.len() - 4);
+            assert_eq!(data, b"abc");
+            assert_eq!(trailers, b"Grpc-Status: 0\r\nX-T: a b\r\n", "split {split}");
+        }
+        let mut d = ChunkedDecoder::default();
+        d.feed_parts(b"0\r\n\r\n", |_| {}, |_| panic!("no trailers"))
+            .unwrap();
+        assert!(d.is_done());
     }
 
     #[test]

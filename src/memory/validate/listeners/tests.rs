@@ -208,6 +208,19 @@ fn defaults_and_optional_client_auth() {
     .unwrap();
     let tls = c.listeners[0].tls.as_ref().unwrap();
     assert_eq!(tls.client_auth, ClientAuth::Optional);
+    // HTTP/2 offered first.
+    let c = parse(&with_tls(
+        &dir,
+        "certificates = [{ cert = \"DIR/server.pem\", key = \"DIR/server.key\" }]\n\
+         alpn = [\"h2\", \"http/1.1\"]\n",
+    ))
+    .unwrap();
+    let tls = c.listeners[0].tls.as_ref().unwrap();
+    assert_eq!(tls.alpn, ["h2", "http/1.1"]);
+    assert_eq!(
+        tls.server.alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
 }
 
 #[test]
@@ -268,9 +281,9 @@ fn bad_certificates_name_their_field() {
     );
     let good = "certificates = [{ cert = \"DIR/server.pem\", key = \"DIR/server.key\" }]\n";
     check(
-        &format!("{good}alpn = [\"h2\", \"http/1.1\"]"),
-        &format!("{p}.alpn[0]"),
-        "not supported yet",
+        &format!("{good}alpn = [\"h2\", \"http/1.1\", \"h2\"]"),
+        &format!("{p}.alpn[2]"),
+        "listed twice",
     );
     check(
         &format!("{good}alpn = [\"spdy/3\"]"),
