@@ -1,9 +1,9 @@
 //! gRPC through DAO to a real gRPC server (Python grpcio, over h2c):
-//! unary and server-streaming calls, status in trailers, deadlines. The
-//! client here speaks gRPC's wire format over HTTP/1.1 (length-prefixed
-//! messages in a chunked body, `TE: trailers`), which DAO translates to
-//! HTTP/2 for the server and back; gRPC clients proper speak HTTP/2 to
-//! DAO, which the HTTP/2 downstream serves.
+//! unary and server-streaming calls, status in trailers, deadlines. A real
+//! grpcio client speaks HTTP/2 to DAO (`a_grpcio_client_…`, the stream
+//! passed through as HTTP/2); the other tests speak gRPC's wire format
+//! over HTTP/1.1 (length-prefixed messages in a chunked body, `TE:
+//! trailers`), which DAO translates to HTTP/2 for the server and back.
 //!
 //! Needs `python3` with `grpcio`; without them the tests skip, unless
 //! `DAO_REQUIRE_TOOLS` is set (as `.ci/run` does, after installing it).
@@ -272,4 +272,40 @@ fn the_callers_deadline_reaches_the_server() {
     // DEADLINE_EXCEEDED, well before the 2 s the call would take.
     assert_eq!(status, "4");
     assert!(started.elapsed() < Duration::from_millis(1500));
+}
+
+/// A real gRPC client (grpcio) speaking HTTP/2 to DAO's plain listener
+/// (prior knowledge), proxied over h2c to the real server: unary with
+/// trailing metadata, a server stream whose first message arrives while
+/// the stream is still open, a failed call's status, a deadline.
+#[test]
+fn a_grpcio_client_goes_through_dao_over_http2() {
+    let Some(server) = GrpcServer::start() else {
+        return;
+    };
+    let dao = dao(server.addr);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dao.local_addr().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unary"], "echo:hi", "{v}");
+    assert_eq!(v["unary_trailer"], "t", "{v}");
+    assert_eq!(
+        v["stream"],
+        serde_json::json!(["msg-0", "msg-1", "msg-2"]),
+        "{v}"
+    );
+    assert_eq!(v["stream_code"], "OK", "{v}");
+    assert_eq!(v["fail"], "NOT_FOUND", "{v}");
+    assert_eq!(v["deadline"], "DEADLINE_EXCEEDED", "{v}");
+    assert!(v["deadline_s"].as_f64().unwrap() < 1.5, "{v}");
+    dao.shutdown();
 }

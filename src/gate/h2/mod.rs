@@ -27,6 +27,7 @@
 
 mod conn;
 mod io;
+mod passthrough;
 mod stream;
 mod upstream;
 

@@ -6,7 +6,8 @@
 //! the body streamed back as the client's window allows, chunked trailers
 //! becoming HTTP/2 trailers.
 //!
-//! One attempt, no retries (the HTTP/1.1 path's retry policies are not
+//! Upstreams with `protocol = "h2c"` take the HTTP/2 path of `passthrough`
+//! instead. One attempt, no retries (the HTTP/1.1 path's retry policies are not
 //! applied), except that a request without a body found a pooled
 //! connection dead is sent once more on a fresh one. A client that resets
 //! its stream stops the exchange at once, whatever it was waiting for: a
@@ -35,6 +36,7 @@ use crate::flow::{Headers, ResponseCx};
 use crate::gate::attempt::{connect, upstream_error};
 use crate::gate::exchange::retry_after_us;
 use crate::gate::io::{read_more, within, IoFail};
+use crate::memory::UpstreamProtocol;
 use crate::proto::h1::head::{write_request_head, Forwarded};
 use crate::proto::h1::response::is_interim;
 use crate::proto::h1::{parse_response, BodyKind, BodyState, HeaderKind, ResponseHead};
@@ -73,7 +75,10 @@ impl Drop for Bufs {
 }
 
 /// Runs `f` until it ends or the client resets the stream (`None`).
-async fn or_reset<F: Future>(respond: &mut SendResponse<Bytes>, f: F) -> Option<F::Output> {
+pub(super) async fn or_reset<F: Future>(
+    respond: &mut SendResponse<Bytes>,
+    f: F,
+) -> Option<F::Output> {
     let mut f = pin!(f);
     poll_fn(|cx| {
         if let Poll::Ready(v) = f.as_mut().poll(cx) {
@@ -102,14 +107,14 @@ async fn or_reset_send<F: Future>(send: &mut SendStream<Bytes>, f: F) -> Option<
     .await
 }
 
-fn reset() -> ProxyError {
+pub(super) fn reset() -> ProxyError {
     ProxyError::ClientIo(io::Error::new(
         io::ErrorKind::ConnectionReset,
         "the client reset the stream",
     ))
 }
 
-fn client_h2(e: h2::Error) -> ProxyError {
+pub(super) fn client_h2(e: h2::Error) -> ProxyError {
     ProxyError::ClientIo(io::Error::other(e))
 }
 
@@ -154,6 +159,12 @@ pub(super) async fn exchange(
         }
     }
     let _request = Held::new(&load.requests);
+    if upstream.protocol == UpstreamProtocol::H2c {
+        let sticky = sticky
+            .filter(|&had| had != Some(picked))
+            .map(|_| (route_index, picked));
+        return super::passthrough::exchange(s, (route_index, picked, sticky), body, respond).await;
+    }
     let mut bufs = Bufs {
         worker: worker.clone(),
         out: worker.take_buf(),
@@ -397,22 +408,20 @@ fn put_hex(out: &mut Vec<u8>, n: usize) {
     }
 }
 
-/// Sends the response head read into `s.resp` (after the route's
-/// response filters) and streams the body. Returns how it ended and
-/// whether the upstream connection ended the response cleanly.
-async fn respond_down(
+/// Runs the route's response filters on the head parsed into `s.resp`
+/// (its text in `buf`), adds a sticky cookie when one is due, and returns
+/// the head to send as HTTP/2.
+pub(super) fn respond_filters(
     s: &mut Stream,
-    respond: &mut SendResponse<Bytes>,
-    up: &mut UpstreamConn,
-    bufs: &mut Bufs,
+    buf: &[u8],
     (route_index, picked, sticky): (usize, usize, Option<(usize, usize)>),
-) -> (Outcome, bool) {
+) -> Response<()> {
     let gen = s.gen.clone();
     let route = &gen.config.routes[route_index];
     if !gen.chains[route_index].is_empty() {
         let mut cx = ResponseCx {
             status: s.resp.status,
-            headers: Headers::of_response(&s.resp, &bufs.up),
+            headers: Headers::of_response(&s.resp, buf),
             client_ip_text: &s.shared.client_ip,
             request_id: s.request_id.as_ref().map_or(&[], |id| &id[..]),
             route: &route.name,
@@ -425,7 +434,21 @@ async fn respond_down(
     if let Some((r, u)) = sticky {
         crate::gate::ask::set_cookie(&mut s.resp_edits, route, &gen.balancers[r], u);
     }
-    let head = response_head(&s.resp, &bufs.up, &s.resp_edits);
+    response_head(&s.resp, buf, &s.resp_edits)
+}
+
+/// Sends the response head read into `s.resp` (after the route's
+/// response filters) and streams the body. Returns how it ended and
+/// whether the upstream connection ended the response cleanly.
+async fn respond_down(
+    s: &mut Stream,
+    respond: &mut SendResponse<Bytes>,
+    up: &mut UpstreamConn,
+    bufs: &mut Bufs,
+    (route_index, picked, sticky): (usize, usize, Option<(usize, usize)>),
+) -> (Outcome, bool) {
+    let gen = s.gen.clone();
+    let head = respond_filters(s, &bufs.up, (route_index, picked, sticky));
     let mut state = BodyState::new(s.resp.body);
     let start = s.resp.head_len;
     s.tally.bytes_out += start as u64;
@@ -517,7 +540,7 @@ async fn respond_down(
 /// Sends `data` as the client's window allows, waiting for it no longer
 /// than `limit` at a time (a client that never opens it has its stream
 /// reset). `end` ends the stream with the last byte.
-async fn send_flow(
+pub(super) async fn send_flow(
     send: &mut SendStream<Bytes>,
     mut data: Bytes,
     end: bool,
