@@ -30,7 +30,7 @@ pub(super) struct Stream {
     pub(super) shared: Rc<Shared>,
     pub(super) gen: Rc<Gen>,
     pub(super) tally: Tally,
-    /// The request head as HTTP/1.1 (a worker buffer).
+    /// The request head as HTTP/1.1 (allocated to its size).
     pub(super) down: Vec<u8>,
     pub(super) head: RequestHead,
     pub(super) resp: ResponseHead,
@@ -40,12 +40,6 @@ pub(super) struct Stream {
     pub(super) edits: Edits,
     pub(super) resp_edits: Edits,
     pub(super) flow: State,
-}
-
-impl Drop for Stream {
-    fn drop(&mut self) {
-        self.shared.worker.give_buf(std::mem::take(&mut self.down));
-    }
 }
 
 /// Serves one stream (panics stay in it); `open` counts it on its
@@ -70,7 +64,7 @@ async fn handle(shared: Rc<Shared>, req: Request<RecvStream>, mut respond: SendR
     let gen = worker.gen();
     let mut s = Stream {
         tally: Tally::new(worker.clone()),
-        down: worker.take_buf(),
+        down: Vec::new(),
         head: RequestHead::default(),
         resp: ResponseHead::default(),
         request_id: None,
@@ -81,6 +75,7 @@ async fn handle(shared: Rc<Shared>, req: Request<RecvStream>, mut respond: SendR
         shared,
     };
     let (parts, body) = req.into_parts();
+    s.down.reserve_exact(synthesized_len(&parts));
     synthesize(&parts, !body.is_end_stream(), &mut s.down);
     drop(parts);
     let parsed = if s.down.len() > s.gen.config.server.max_header_bytes {
@@ -158,6 +153,19 @@ async fn handle(shared: Rc<Shared>, req: Request<RecvStream>, mut respond: SendR
             respond.send_reset(h2::Reason::CANCEL);
         }
     }
+}
+
+/// The most bytes `synthesize` writes for `parts`.
+fn synthesized_len(parts: &http::request::Parts) -> usize {
+    let fields: usize = parts
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    let target = parts.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
+    let authority = parts.uri.authority().map_or(0, |a| a.as_str().len());
+    // Request line, host line, chunked framing line, final CRLF.
+    parts.method.as_str().len() + target + authority + fields + 80
 }
 
 /// Writes the HTTP/1.1 head that stands for an HTTP/2 request: its
@@ -298,6 +306,7 @@ mod tests {
         let (parts, ()) = req.into_parts();
         let mut out = Vec::new();
         synthesize(&parts, has_body, &mut out);
+        assert!(out.len() <= synthesized_len(&parts));
         String::from_utf8(out).unwrap()
     }
 

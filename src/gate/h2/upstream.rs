@@ -58,7 +58,9 @@ pub(super) enum Outcome {
     Abort(ProxyError),
 }
 
-/// Buffers lent by the worker for one exchange, returned on drop.
+/// Buffers lent by the worker for one exchange, returned on drop (the
+/// worker's usual size: a response head and its first body bytes fit; the
+/// body's later reads go to `Bytes` handed to h2).
 struct Bufs {
     worker: Rc<Worker>,
     /// The request head (and chunk framing) sent upstream.
@@ -168,7 +170,7 @@ pub(super) async fn exchange(
     let mut bufs = Bufs {
         worker: worker.clone(),
         out: worker.take_buf(),
-        up: worker.take_up_buf(),
+        up: worker.take_buf(),
     };
     let fwd = Forwarded {
         client_ip: s.shared.client_ip.as_bytes(),
