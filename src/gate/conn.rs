@@ -135,9 +135,16 @@ async fn serve(
                 let early = std::mem::take(&mut conn.down);
                 // The config the upgrade was made under sets the timeout.
                 let idle = conn.gen.config.proxy.tunnel_idle_timeout;
-                // Requests over TLS never upgrade (see `one`).
-                if let ClientStream::Plain(client) = &mut conn.client {
-                    super::tunnel::run(client, early, up, (&conn.worker, idle)).await;
+                let how = (&conn.worker, idle);
+                match conn.client {
+                    ClientStream::Plain(mut tcp) => {
+                        let ends = super::tunnel::halves(&mut tcp);
+                        super::tunnel::run(ends, early, up, how).await;
+                    }
+                    ClientStream::Tls(tls) => {
+                        let ends = super::tunnel::tls_halves(*tls);
+                        super::tunnel::run(ends, early, up, how).await;
+                    }
                 }
                 return None;
             }
@@ -233,9 +240,6 @@ impl Conn {
         // The request runs under the config current now, to its end.
         self.gen = self.worker.gen();
         match read {
-            // WebSocket tunnels run on plain connections only: over TLS the
-            // upgrade headers are dropped and the request served as HTTP.
-            Ok(()) if self.client.is_tls() => self.head.upgrade = false,
             Ok(()) => {}
             Err(HeadError::Close) => return Next::Close,
             Err(HeadError::Park) => return Next::Park,

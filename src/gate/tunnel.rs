@@ -12,24 +12,31 @@
 //! (back-pressure). Bytes read early (frames a client sent behind its
 //! handshake, or an upstream behind its 101) are relayed first.
 //!
-//! The client side is any monoio stream that may be read and written at
-//! once (`Split`: plain TCP, TLS), so the tunnel does not care what the
-//! connection carries.
+//! Each side is a pair of ends, one read ([`Source`]) and one written
+//! ([`Sink`]), used at the same time: a monoio stream that may be read and
+//! written at once (`Split`: plain TCP, the upstream) through [`halves`],
+//! or a TLS client through [`tls_halves`], where both ends drive the one
+//! rustls connection (records decrypted on the way up, encrypted on the
+//! way down; a `close_notify` is the client's EOF, and an upstream EOF
+//! sends one).
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::{poll_fn, Future};
 use std::io;
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{ready, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Split,
 };
+use tokio::io::AsyncWrite;
 
 use super::exchange::Upgraded;
+use super::h2::io::{socket, Socket, TlsIo};
 use super::io::within;
+use super::tls::TlsStream;
 use crate::clock;
 use crate::runtime::worker::Worker;
 
@@ -163,16 +170,18 @@ enum End {
     Cut,
 }
 
-/// Relays between `client` and the upgraded upstream connection until the
-/// tunnel ends; `early` holds client bytes read past the handshake. Both
-/// connections are shut down (or closed by the caller) when it returns.
-pub(crate) async fn run<C>(
-    client: &mut C,
+/// Relays between the client's ends and the upgraded upstream connection
+/// until the tunnel ends; `early` holds client bytes read past the
+/// handshake. Both connections are shut down (or closed by the caller)
+/// when it returns.
+pub(crate) async fn run<R, W>(
+    (mut client_r, mut client_w): (R, W),
     early: Vec<u8>,
     upgraded: Upgraded,
     (worker, idle_timeout): (&Rc<Worker>, std::time::Duration),
 ) where
-    C: AsyncReadRent + AsyncWriteRent + Split,
+    R: Source,
+    W: Sink,
 {
     let Upgraded {
         mut up,
@@ -184,7 +193,6 @@ pub(crate) async fn run<C>(
         worker,
     };
     let mut to_up = worker.take_buf();
-    let (mut client_r, mut client_w) = halves(client);
     let (mut up_r, mut up_w) = halves(&mut *up);
     let end = {
         let upward = pump(&mut client_r, &mut up_w, early, &mut to_up, &seen);
@@ -210,8 +218,8 @@ pub(crate) async fn run<C>(
     if !matches!(end, End::Relayed(Ok(()))) {
         // Both peers learn at once that the tunnel is over, whatever
         // operation of theirs is still being cancelled.
-        let _ = within(SHUTDOWN_LIMIT, client_w.shutdown()).await;
-        let _ = within(SHUTDOWN_LIMIT, up_w.shutdown()).await;
+        let _ = within(SHUTDOWN_LIMIT, client_w.end()).await;
+        let _ = within(SHUTDOWN_LIMIT, up_w.end()).await;
     }
     tracing::debug!(worker = worker.id, end = ?end, "tunnel closed");
     // Buffers whose operation was cancelled went with it (empty here).
@@ -224,12 +232,86 @@ pub(crate) async fn run<C>(
 /// splits only owned streams; these halves share a borrow instead, which
 /// is sound exactly when monoio's own split would be: the stream is
 /// `Split` (its reads and writes may run concurrently).
-fn halves<S>(stream: &mut S) -> (OwnedReadHalf<&mut S>, OwnedWriteHalf<&mut S>)
+pub(crate) fn halves<S>(stream: &mut S) -> (OwnedReadHalf<&mut S>, OwnedWriteHalf<&mut S>)
 where
     S: AsyncReadRent + AsyncWriteRent + Split,
 {
     let shared = Rc::new(UnsafeCell::new(stream));
     (OwnedReadHalf(shared.clone()), OwnedWriteHalf(shared))
+}
+
+/// The end of a side that the tunnel reads.
+pub(crate) trait Source {
+    /// Reads once into `buf` (empty, with spare capacity), handing it
+    /// back; `Ok(0)`: the side will send nothing more.
+    async fn read_some(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>);
+}
+
+/// The end of a side that the tunnel writes.
+pub(crate) trait Sink {
+    /// Writes all of `buf` out, handing it back.
+    async fn write_whole(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>);
+    /// Ends this direction: the side reads EOF (after a TLS close_notify).
+    async fn end(&mut self) -> io::Result<()>;
+}
+
+impl<R: AsyncReadRent> Source for R {
+    async fn read_some(&mut self, buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        self.read(buf).await
+    }
+}
+
+impl<W: AsyncWriteRent> Sink for W {
+    async fn write_whole(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let (res, buf) = self.write_all(buf).await;
+        (res.map(|_| ()), buf)
+    }
+
+    async fn end(&mut self) -> io::Result<()> {
+        self.shutdown().await
+    }
+}
+
+/// A TLS client's ends for a tunnel: the socket, the rustls connection
+/// and what either holds unread (ciphertext past the request, plaintext
+/// rustls decrypted and the connection loop did not take) go on under
+/// one [`TlsIo`], which both ends drive. They are polled by the tunnel's
+/// one task, one at a time, so each borrows it only within a poll.
+pub(crate) fn tls_halves(stream: TlsStream) -> (TlsEnd, TlsEnd) {
+    let (tcp, tls, unread) = stream.into_parts();
+    let io = Rc::new(RefCell::new(TlsIo::new(socket(tcp), tls, unread)));
+    (TlsEnd(io.clone()), TlsEnd(io))
+}
+
+/// One end of a TLS client in a tunnel (see [`tls_halves`]).
+pub(crate) struct TlsEnd(Rc<RefCell<TlsIo<Socket>>>);
+
+impl Source for TlsEnd {
+    async fn read_some(&mut self, mut buf: Vec<u8>) -> (io::Result<usize>, Vec<u8>) {
+        let res = poll_fn(|cx| self.0.borrow_mut().poll_append(cx, &mut buf)).await;
+        (res, buf)
+    }
+}
+
+impl Sink for TlsEnd {
+    async fn write_whole(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+        let mut at = 0;
+        let res = poll_fn(|cx| {
+            let mut io = self.0.borrow_mut();
+            while at < buf.len() {
+                at += ready!(Pin::new(&mut *io).poll_write(cx, &buf[at..]))?;
+            }
+            // Out to the socket before the next read: the relay holds
+            // nothing back.
+            Pin::new(&mut *io).poll_flush(cx)
+        })
+        .await;
+        (res, buf)
+    }
+
+    async fn end(&mut self) -> io::Result<()> {
+        poll_fn(|cx| Pin::new(&mut *self.0.borrow_mut()).poll_shutdown(cx)).await
+    }
 }
 
 /// One direction: writes `ahead`, then what `buf` holds, then relays
@@ -244,29 +326,29 @@ async fn pump<R, W>(
     seen: &Seen<'_>,
 ) -> io::Result<()>
 where
-    R: AsyncReadRent,
-    W: AsyncWriteRent,
+    R: Source,
+    W: Sink,
 {
     if !ahead.is_empty() {
         let n = ahead.len();
-        to.write_all(ahead).await.0?;
+        to.write_whole(ahead).await.0?;
         seen.relayed(n);
     }
     loop {
         if !buf.is_empty() {
             let n = buf.len();
-            let (res, owned) = to.write_all(std::mem::take(buf)).await;
+            let (res, owned) = to.write_whole(std::mem::take(buf)).await;
             *buf = owned;
             res?;
             seen.relayed(n);
         }
         buf.clear();
-        let (res, owned) = from.read(std::mem::take(buf)).await;
+        let (res, owned) = from.read_some(std::mem::take(buf)).await;
         *buf = owned;
         if res? == 0 {
             // A failed shutdown means the peer is gone: the other
             // direction finds out on its own.
-            let _ = to.shutdown().await;
+            let _ = to.end().await;
             return Ok(());
         }
         seen.stamp();

@@ -4,13 +4,14 @@
 //! reads and writes behind poll functions); on top of it, [`Replay`] hands
 //! out first the bytes the connection loop read before it knew the client
 //! speaks HTTP/2, and [`TlsIo`] runs the rustls connection that the
-//! handshake (`gate::tls`) established.
+//! handshake (`gate::tls`) established (for HTTP/2, and for the WebSocket
+//! tunnels of TLS clients: see `gate::tunnel`).
 //!
 //! `StreamWrapper` keeps its in-flight operation pointing at the stream
 //! inside it, so it must not move once an operation is armed: it is boxed
 //! (`Socket`), and only the box moves.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
@@ -169,6 +170,67 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsIo<T> {
             .map(|_| ())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
     }
+
+    /// Reads once, appending plaintext to `buf` (which must have spare
+    /// capacity): `Ok(0)` is the client's end.
+    pub(crate) fn poll_append(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut Vec<u8>,
+    ) -> Poll<io::Result<usize>> {
+        let room = buf.capacity() - buf.len();
+        self.poll_plain(cx, room, |chunk| buf.extend_from_slice(chunk))
+    }
+
+    /// Hands up to `room` bytes of plaintext to `put` as soon as rustls
+    /// has some, reading and decrypting records until it has: `Ok(n)`
+    /// with `n` bytes put, `Ok(0)` at the client's end (its close_notify,
+    /// or the socket closed).
+    fn poll_plain(
+        &mut self,
+        cx: &mut Context<'_>,
+        room: usize,
+        mut put: impl FnMut(&[u8]),
+    ) -> Poll<io::Result<usize>> {
+        if room == 0 {
+            return Poll::Ready(Ok(0));
+        }
+        loop {
+            let mut reader = self.tls.reader();
+            match reader.fill_buf() {
+                Ok(chunk) => {
+                    // Empty: the client's close_notify, the end.
+                    let n = chunk.len().min(room);
+                    put(&chunk[..n]);
+                    reader.consume(n);
+                    return Poll::Ready(Ok(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                // Closed without close_notify: the protocol above tells
+                // whether anything was cut short.
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Poll::Ready(Ok(0));
+                }
+                Err(e) => return Poll::Ready(Err(e)),
+            }
+            if self.rx_at < self.rx_end {
+                self.feed(cx)?;
+                continue;
+            }
+            if self.eof {
+                return Poll::Ready(Ok(0));
+            }
+            self.rx_at = 0;
+            self.rx_end = 0;
+            let mut space = ReadBuf::new(&mut self.rx[..RX_SIZE]);
+            ready!(Pin::new(&mut self.io).poll_read(cx, &mut space))?;
+            let n = space.filled().len();
+            self.rx_end = n;
+            if n == 0 {
+                self.eof = true;
+            }
+        }
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsIo<T> {
@@ -177,39 +239,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        loop {
-            match this.tls.reader().read(buf.initialize_unfilled()) {
-                Ok(n) => {
-                    // n == 0: the client's close_notify, the end.
-                    buf.advance(n);
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                // Closed without close_notify: HTTP/2 framing tells
-                // whether anything was cut short.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    return Poll::Ready(Ok(()));
-                }
-                Err(e) => return Poll::Ready(Err(e)),
-            }
-            if this.rx_at < this.rx_end {
-                this.feed(cx)?;
-                continue;
-            }
-            if this.eof {
-                return Poll::Ready(Ok(()));
-            }
-            this.rx_at = 0;
-            this.rx_end = 0;
-            let mut space = ReadBuf::new(&mut this.rx[..RX_SIZE]);
-            ready!(Pin::new(&mut this.io).poll_read(cx, &mut space))?;
-            let n = space.filled().len();
-            this.rx_end = n;
-            if n == 0 {
-                this.eof = true;
-            }
-        }
+        let room = buf.remaining();
+        self.get_mut()
+            .poll_plain(cx, room, |chunk| buf.put_slice(chunk))
+            .map_ok(|_| ())
     }
 }
 

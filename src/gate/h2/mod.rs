@@ -26,7 +26,7 @@
 //! to keep in step.
 
 mod conn;
-mod io;
+pub(crate) mod io;
 mod passthrough;
 mod stream;
 mod upstream;
