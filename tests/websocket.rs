@@ -1,5 +1,6 @@
 //! WebSocket through DAO: a real client and a real echo server
-//! (tungstenite) on loopback, the HTTP/1.1 Upgrade tunnelled both ways.
+//! (tungstenite) on loopback, the HTTP/1.1 Upgrade tunnelled both ways,
+//! from plain clients (ws) and over a TLS listener (wss, a rustls client).
 // Test servers share state across threads; the lock rule is for the data path.
 #![allow(clippy::disallowed_types, clippy::disallowed_methods)]
 
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::pki::{Pki, TlsClient};
 use common::*;
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::CloseFrame;
@@ -125,13 +127,13 @@ fn try_connect(
     })
 }
 
-fn roundtrip(ws: &mut Ws, m: Message) {
+fn roundtrip<S: Read + Write>(ws: &mut WebSocket<S>, m: Message) {
     ws.send(m.clone()).unwrap();
     assert_eq!(ws.read().unwrap(), m);
 }
 
 /// Reads until the session ends; the error it ended with.
-fn read_to_end(ws: &mut Ws) -> WsError {
+fn read_to_end<S: Read + Write>(ws: &mut WebSocket<S>) -> WsError {
     loop {
         match ws.read() {
             Ok(Message::Close(_)) | Ok(Message::Pong(_)) => {}
@@ -151,6 +153,28 @@ fn is_gone(e: &WsError) -> bool {
             std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
         ),
         _ => false,
+    }
+}
+
+/// Text, binary, a 1 MiB message, a ping, and many small messages in
+/// flight at once: each comes back from the echo server as it went.
+fn exchange_messages<S: Read + Write>(ws: &mut WebSocket<S>) {
+    roundtrip(ws, Message::text("hello, 世界"));
+    roundtrip(ws, Message::binary(vec![0u8, 1, 2, 255]));
+    let big: Vec<u8> = (0..1usize << 20).map(|i| (i * 31 % 251) as u8).collect();
+    roundtrip(ws, Message::binary(big));
+    ws.send(Message::Ping(b"are you there".to_vec().into()))
+        .unwrap();
+    assert_eq!(
+        ws.read().unwrap(),
+        Message::Pong(b"are you there".to_vec().into())
+    );
+    for i in 0..2000 {
+        ws.write(Message::text(format!("m{i}"))).unwrap();
+    }
+    ws.flush().unwrap();
+    for i in 0..2000 {
+        assert_eq!(ws.read().unwrap(), Message::text(format!("m{i}")));
     }
 }
 
@@ -199,25 +223,7 @@ fn messages_go_both_ways_and_the_client_closes() {
     assert!(header(&seen, "sec-websocket-key").is_some());
     assert_eq!(header(&seen, "x-forwarded-for"), Some("127.0.0.1"));
 
-    roundtrip(&mut ws, Message::text("hello, 世界"));
-    roundtrip(&mut ws, Message::binary(vec![0u8, 1, 2, 255]));
-    let big: Vec<u8> = (0..1usize << 20).map(|i| (i * 31 % 251) as u8).collect();
-    roundtrip(&mut ws, Message::binary(big));
-    ws.send(Message::Ping(b"are you there".to_vec().into()))
-        .unwrap();
-    assert_eq!(
-        ws.read().unwrap(),
-        Message::Pong(b"are you there".to_vec().into())
-    );
-    // Many small messages in flight at once, in order.
-    for i in 0..2000 {
-        ws.write(Message::text(format!("m{i}"))).unwrap();
-    }
-    ws.flush().unwrap();
-    for i in 0..2000 {
-        assert_eq!(ws.read().unwrap(), Message::text(format!("m{i}")));
-    }
-
+    exchange_messages(&mut ws);
     ws.close(None).unwrap();
     let end = read_to_end(&mut ws);
     assert!(matches!(end, WsError::ConnectionClosed), "{end:?}");
@@ -593,4 +599,228 @@ fn metrics_count_open_tunnels_and_their_bytes() {
     drop(ws);
     wait_for(t, "dao_tunnels_open", |v| v == 0.0);
     stop(dao);
+}
+
+// wss: the same tunnels behind a TLS listener.
+
+type Wss = WebSocket<TlsClient>;
+
+/// DAO (one worker) with a TLS listener: paths under `/ws` go to
+/// `upstream`, the rest to `plain`; `extra` is TOML for `[server]` and
+/// the sections after it.
+fn wss_dao(pki: &Pki, upstream: SocketAddr, plain: SocketAddr, extra: &str) -> Server {
+    start(&format!(
+        "[server]\nworkers = 1\n{extra}\n\
+         [[listeners]]\nbind = \"127.0.0.1:0\"\n[listeners.tls]\n\
+         certificates = [{{ cert = \"{}\", key = \"{}\" }}]\n\
+         [[routes.rule]]\nname = \"ws\"\n[routes.rule.match]\npath_prefix = \"/ws\"\n\
+         [[routes.rule.upstreams]]\nname = \"echo\"\nurl = \"http://{upstream}\"\n\
+         [[routes.rule]]\nname = \"web\"\n\
+         [[routes.rule.upstreams]]\nname = \"web\"\nurl = \"http://{plain}\"\n",
+        pki.path("server.pem"),
+        pki.path("server.key"),
+    ))
+}
+
+/// A WebSocket handshake over an established TLS connection.
+fn wss_over(tls: TlsClient, dao: SocketAddr, path: &str) -> Wss {
+    let url = format!("wss://localhost:{}{path}", dao.port());
+    let (ws, resp) = tungstenite::client(url, tls)
+        .unwrap_or_else(|e| panic!("wss handshake through DAO failed: {e}"));
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+fn wss_connect(pki: &Pki, dao: SocketAddr, path: &str) -> Wss {
+    wss_over(pki.connect(dao), dao, path)
+}
+
+/// Reads from `tls` until `buf` holds a whole response head and `more`
+/// bytes past it; returns where the head ends.
+fn read_head_and(tls: &mut TlsClient, buf: &mut Vec<u8>, more: impl Fn(&str) -> usize) -> usize {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..i]).to_ascii_lowercase();
+            if buf.len() >= i + 4 + more(&head) {
+                return i + 4;
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tls.read(&mut chunk).expect("a response");
+        assert!(n > 0, "closed before a whole response");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// A keep-alive GET over TLS: the status and body of its response (read
+/// exactly, so that the connection may go on).
+fn https_get(tls: &mut TlsClient, path: &str) -> (u16, String) {
+    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .unwrap();
+    tls.flush().unwrap();
+    let length = |head: &str| {
+        head.lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map_or(0, |v| v.trim().parse().unwrap())
+    };
+    let mut buf = Vec::new();
+    let end = read_head_and(tls, &mut buf, length);
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    assert_eq!(buf.len(), end + length(&head.to_ascii_lowercase()));
+    let status = head[9..12].parse().unwrap();
+    (status, String::from_utf8_lossy(&buf[end..]).into_owned())
+}
+
+#[test]
+fn wss_goes_both_ways_beside_https_requests() {
+    let pki = Pki::new("wss");
+    let server = EchoServer::start();
+    let plain = Backend::text("plain");
+    let dao = wss_dao(
+        &pki,
+        server.addr,
+        plain.addr,
+        "[telemetry]\nprometheus_bind = \"127.0.0.1:0\"\nmerge_interval_ms = 50\nwindow = \"30s\"\n",
+    );
+    let (addr, t) = (dao.local_addr(), dao.telemetry_addr().unwrap());
+    // A request, then the handshake, on one connection.
+    let mut tls = pki.connect(addr);
+    assert_eq!(https_get(&mut tls, "/before"), (200, "plain".into()));
+    let mut ws = wss_over(tls, addr, "/ws/chat");
+    let seen = server.last_handshake();
+    assert_eq!(header(&seen, "upgrade"), Some("websocket"));
+    assert_eq!(header(&seen, "x-forwarded-proto"), Some("https"));
+    exchange_messages(&mut ws);
+    wait_for(t, "dao_tunnels_open", |v| v == 1.0);
+    // The 1 MiB message each way, at least.
+    wait_for(t, "dao_tunnel_bytes_total", |v| v >= 2.0 * 1048576.0);
+    // HTTPS beside the open tunnel.
+    let mut other = pki.connect(addr);
+    assert_eq!(https_get(&mut other, "/beside"), (200, "plain".into()));
+    ws.close(None).unwrap();
+    let end = read_to_end(&mut ws);
+    assert!(matches!(end, WsError::ConnectionClosed), "{end:?}");
+    drop(ws);
+    wait_for(t, "dao_tunnels_open", |v| v == 0.0);
+    assert_eq!(https_get(&mut other, "/after"), (200, "plain".into()));
+    assert_eq!(server.connections.load(Ordering::SeqCst), 1);
+    stop(dao);
+}
+
+#[test]
+fn wss_closes_from_the_upstream_cleanly_or_cut() {
+    let pki = Pki::new("wss-close");
+    let server = EchoServer::start();
+    let plain = Backend::text("plain");
+    let dao = wss_dao(&pki, server.addr, plain.addr, "");
+    let addr = dao.local_addr();
+    let mut ws = wss_connect(&pki, addr, "/ws");
+    roundtrip(&mut ws, Message::text("before"));
+    ws.send(Message::text("close")).unwrap();
+    match ws.read().unwrap() {
+        Message::Close(Some(f)) => {
+            assert_eq!(f.code, CloseCode::Normal);
+            assert_eq!(f.reason.as_str(), "bye");
+        }
+        m => panic!("expected the server's close, got {m:?}"),
+    }
+    // The upstream's EOF arrives as close_notify: a clean end.
+    let end = read_to_end(&mut ws);
+    assert!(matches!(end, WsError::ConnectionClosed), "{end:?}");
+    drop(ws);
+
+    let mut ws = wss_connect(&pki, addr, "/ws");
+    roundtrip(&mut ws, Message::text("x"));
+    ws.send(Message::text("drop")).unwrap();
+    let started = Instant::now();
+    let end = read_to_end(&mut ws);
+    assert!(is_gone(&end), "{end:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    drop(ws);
+    let mut tls = pki.connect(addr);
+    assert_eq!(https_get(&mut tls, "/after"), (200, "plain".into()));
+    stop(dao);
+}
+
+#[test]
+fn an_idle_wss_tunnel_is_closed_after_the_timeout() {
+    let pki = Pki::new("wss-idle");
+    let server = EchoServer::start();
+    let plain = Backend::text("plain");
+    let extra = "[proxy]\ntunnel_idle_timeout = \"600ms\"";
+    let dao = wss_dao(&pki, server.addr, plain.addr, extra);
+    let mut ws = wss_connect(&pki, dao.local_addr(), "/ws");
+    for i in 0..8 {
+        std::thread::sleep(Duration::from_millis(150));
+        roundtrip(&mut ws, Message::text(format!("tick {i}")));
+    }
+    let quiet = Instant::now();
+    let end = read_to_end(&mut ws);
+    let waited = quiet.elapsed();
+    assert!(is_gone(&end), "{end:?}");
+    assert!(
+        waited >= Duration::from_millis(550),
+        "closed after {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
+    drop(ws);
+    stop(dao);
+}
+
+#[test]
+fn wss_early_bytes_and_close_notify_cross_the_tunnel() {
+    let pki = Pki::new("wss-early");
+    let (up, done) = raw_upgrader(b"early from upstream");
+    let plain = Backend::text("plain");
+    let dao = wss_dao(&pki, up, plain.addr, "");
+    let mut c = pki.connect(dao.local_addr());
+    // Two records in one socket write: the first has the handshake and
+    // frames behind it, the second more frames, still inside rustls when
+    // the handshake is read.
+    c.conn
+        .writer()
+        .write_all(
+            b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n\
+              early from client;",
+        )
+        .unwrap();
+    c.conn.writer().write_all(b" still early;").unwrap();
+    c.flush().unwrap();
+    let mut buf = Vec::new();
+    let end = read_head_and(&mut c, &mut buf, |_| 19);
+    assert!(buf.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(&buf[end..], b"early from upstream");
+    c.write_all(b" then more").unwrap();
+    c.flush().unwrap();
+    // The client's close_notify is its EOF; the other way still works,
+    // and ends with DAO's close_notify (a clean end of the stream).
+    c.conn.send_close_notify();
+    c.flush().unwrap();
+    let mut rest = String::new();
+    c.read_to_string(&mut rest).unwrap();
+    let sent = "early from client; still early; then more";
+    assert_eq!(rest, format!("got {} bytes", sent.len()));
+    let (head, got) = done.recv_timeout(Duration::from_secs(5)).unwrap();
+    assert_eq!(String::from_utf8(got).unwrap(), sent);
+    assert!(head.contains("\r\nUpgrade: websocket\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Forwarded-Proto: https\r\n"), "{head}");
+    stop(dao);
+}
+
+#[test]
+fn shutdown_cuts_open_wss_tunnels_at_the_timeout() {
+    let pki = Pki::new("wss-stop");
+    let server = EchoServer::start();
+    let plain = Backend::text("plain");
+    let dao = wss_dao(&pki, server.addr, plain.addr, "shutdown_timeout = \"300ms\"");
+    let mut ws = wss_connect(&pki, dao.local_addr(), "/ws");
+    roundtrip(&mut ws, Message::text("hi"));
+    let started = Instant::now();
+    dao.shutdown();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "stopped after {took:?}");
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    let end = read_to_end(&mut ws);
+    assert!(is_gone(&end), "{end:?}");
 }

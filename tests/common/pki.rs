@@ -2,8 +2,11 @@
 //! 127.0.0.1), written as PEM files to a temporary directory removed when
 //! dropped.
 
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
@@ -42,7 +45,31 @@ impl Pki {
     pub fn path(&self, file: &str) -> String {
         self.dir.join(file).to_str().unwrap().to_string()
     }
+
+    /// A blocking rustls client connection to `addr` (as `localhost`,
+    /// trusting this CA), reads timing out after 10 s.
+    pub fn connect(&self, addr: SocketAddr) -> TlsClient {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = rustls::pki_types::CertificateDer::from_pem_file(self.path("ca.pem")).unwrap();
+        roots.add(ca).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let sock = TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        rustls::StreamOwned::new(conn, sock)
+    }
 }
+
+/// A TLS client connection over a std socket.
+pub type TlsClient = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 impl Drop for Pki {
     fn drop(&mut self) {
