@@ -15,7 +15,6 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{respond, After, Backend, Server};
@@ -678,29 +677,14 @@ fn dev_certs_script_makes_a_working_pki_for_the_example_config() {
 
 /// A blocking rustls client, for byte-exact sends.
 struct RustlsClient {
-    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    tls: common::pki::TlsClient,
     buf: Vec<u8>,
 }
 
 impl RustlsClient {
     fn connect(pki: &Pki, addr: SocketAddr, name: &str) -> RustlsClient {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = rustls::pki_types::CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap();
-        roots.add(ca).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let sock = TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
         RustlsClient {
-            tls: rustls::StreamOwned::new(conn, sock),
+            tls: common::pki::tls_client(&pki.path("ca.pem"), addr, name),
             buf: Vec::new(),
         }
     }

@@ -232,11 +232,9 @@ fn messages_go_both_ways_and_the_client_closes() {
     stop(dao);
 }
 
-#[test]
-fn the_server_closes_cleanly() {
-    let server = EchoServer::start();
-    let dao = dao(server.addr, "", "");
-    let (mut ws, _) = connect(dao.local_addr(), "/");
+/// The echo server closes the session (`close`): its close frame, then
+/// the end of the stream, reach the client.
+fn server_closes_cleanly<S: Read + Write>(mut ws: WebSocket<S>) {
     roundtrip(&mut ws, Message::text("before"));
     ws.send(Message::text("close")).unwrap();
     match ws.read().unwrap() {
@@ -248,31 +246,21 @@ fn the_server_closes_cleanly() {
     }
     let end = read_to_end(&mut ws);
     assert!(matches!(end, WsError::ConnectionClosed), "{end:?}");
-    drop(ws);
-    stop(dao);
 }
 
-#[test]
-fn the_upstream_cutting_the_tunnel_closes_the_client() {
-    let server = EchoServer::start();
-    let dao = dao(server.addr, "", "");
-    let (mut ws, _) = connect(dao.local_addr(), "/");
+/// The echo server cuts its connection (`drop`): the client's goes soon.
+fn upstream_cut_closes_the_client<S: Read + Write>(mut ws: WebSocket<S>) {
     roundtrip(&mut ws, Message::text("x"));
     ws.send(Message::text("drop")).unwrap();
     let started = Instant::now();
     let end = read_to_end(&mut ws);
     assert!(is_gone(&end), "{end:?}");
     assert!(started.elapsed() < Duration::from_secs(5));
-    drop(ws);
-    stop(dao);
 }
 
-#[test]
-fn an_idle_tunnel_is_closed_after_the_timeout() {
-    let server = EchoServer::start();
-    let dao = dao(server.addr, "[proxy]\ntunnel_idle_timeout = \"600ms\"", "");
-    let (mut ws, _) = connect(dao.local_addr(), "/");
-    // Traffic keeps it open past the timeout.
+/// Under a 600 ms idle timeout: traffic keeps the tunnel open past it,
+/// then quiet closes it.
+fn idle_tunnel_closes<S: Read + Write>(mut ws: WebSocket<S>) {
     for i in 0..8 {
         std::thread::sleep(Duration::from_millis(150));
         roundtrip(&mut ws, Message::text(format!("tick {i}")));
@@ -286,7 +274,43 @@ fn an_idle_tunnel_is_closed_after_the_timeout() {
         "closed after {waited:?}"
     );
     assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
-    drop(ws);
+}
+
+/// Stops `dao` (shutdown timeout 300 ms) with `ws` open: the tunnel holds
+/// the drain that long, then is cut.
+fn shutdown_cuts<S: Read + Write>(dao: Server, mut ws: WebSocket<S>) {
+    roundtrip(&mut ws, Message::text("hi"));
+    let started = Instant::now();
+    dao.shutdown();
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(250), "stopped after {took:?}");
+    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
+    let end = read_to_end(&mut ws);
+    assert!(is_gone(&end), "{end:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn the_server_closes_cleanly() {
+    let server = EchoServer::start();
+    let dao = dao(server.addr, "", "");
+    server_closes_cleanly(connect(dao.local_addr(), "/").0);
+    stop(dao);
+}
+
+#[test]
+fn the_upstream_cutting_the_tunnel_closes_the_client() {
+    let server = EchoServer::start();
+    let dao = dao(server.addr, "", "");
+    upstream_cut_closes_the_client(connect(dao.local_addr(), "/").0);
+    stop(dao);
+}
+
+#[test]
+fn an_idle_tunnel_is_closed_after_the_timeout() {
+    let server = EchoServer::start();
+    let dao = dao(server.addr, "[proxy]\ntunnel_idle_timeout = \"600ms\"", "");
+    idle_tunnel_closes(connect(dao.local_addr(), "/").0);
     stop(dao);
 }
 
@@ -521,16 +545,8 @@ fn other_upgrades_are_served_as_plain_http() {
 fn shutdown_cuts_open_tunnels_at_the_timeout() {
     let server = EchoServer::start();
     let dao = dao(server.addr, "shutdown_timeout = \"300ms\"", "");
-    let (mut ws, _) = connect(dao.local_addr(), "/");
-    roundtrip(&mut ws, Message::text("hi"));
-    let started = Instant::now();
-    dao.shutdown();
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(250), "stopped after {took:?}");
-    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
-    let end = read_to_end(&mut ws);
-    assert!(is_gone(&end), "{end:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
+    let (ws, _) = connect(dao.local_addr(), "/");
+    shutdown_cuts(dao, ws);
 }
 
 /// `/metrics` as `series → value`.
@@ -714,29 +730,9 @@ fn wss_closes_from_the_upstream_cleanly_or_cut() {
     let plain = Backend::text("plain");
     let dao = wss_dao(&pki, server.addr, plain.addr, "");
     let addr = dao.local_addr();
-    let mut ws = wss_connect(&pki, addr, "/ws");
-    roundtrip(&mut ws, Message::text("before"));
-    ws.send(Message::text("close")).unwrap();
-    match ws.read().unwrap() {
-        Message::Close(Some(f)) => {
-            assert_eq!(f.code, CloseCode::Normal);
-            assert_eq!(f.reason.as_str(), "bye");
-        }
-        m => panic!("expected the server's close, got {m:?}"),
-    }
     // The upstream's EOF arrives as close_notify: a clean end.
-    let end = read_to_end(&mut ws);
-    assert!(matches!(end, WsError::ConnectionClosed), "{end:?}");
-    drop(ws);
-
-    let mut ws = wss_connect(&pki, addr, "/ws");
-    roundtrip(&mut ws, Message::text("x"));
-    ws.send(Message::text("drop")).unwrap();
-    let started = Instant::now();
-    let end = read_to_end(&mut ws);
-    assert!(is_gone(&end), "{end:?}");
-    assert!(started.elapsed() < Duration::from_secs(5));
-    drop(ws);
+    server_closes_cleanly(wss_connect(&pki, addr, "/ws"));
+    upstream_cut_closes_the_client(wss_connect(&pki, addr, "/ws"));
     let mut tls = pki.connect(addr);
     assert_eq!(https_get(&mut tls, "/after"), (200, "plain".into()));
     stop(dao);
@@ -749,21 +745,7 @@ fn an_idle_wss_tunnel_is_closed_after_the_timeout() {
     let plain = Backend::text("plain");
     let extra = "[proxy]\ntunnel_idle_timeout = \"600ms\"";
     let dao = wss_dao(&pki, server.addr, plain.addr, extra);
-    let mut ws = wss_connect(&pki, dao.local_addr(), "/ws");
-    for i in 0..8 {
-        std::thread::sleep(Duration::from_millis(150));
-        roundtrip(&mut ws, Message::text(format!("tick {i}")));
-    }
-    let quiet = Instant::now();
-    let end = read_to_end(&mut ws);
-    let waited = quiet.elapsed();
-    assert!(is_gone(&end), "{end:?}");
-    assert!(
-        waited >= Duration::from_millis(550),
-        "closed after {waited:?}"
-    );
-    assert!(waited < Duration::from_secs(3), "closed after {waited:?}");
-    drop(ws);
+    idle_tunnel_closes(wss_connect(&pki, dao.local_addr(), "/ws"));
     stop(dao);
 }
 
@@ -813,14 +795,12 @@ fn shutdown_cuts_open_wss_tunnels_at_the_timeout() {
     let pki = Pki::new("wss-stop");
     let server = EchoServer::start();
     let plain = Backend::text("plain");
-    let dao = wss_dao(&pki, server.addr, plain.addr, "shutdown_timeout = \"300ms\"");
-    let mut ws = wss_connect(&pki, dao.local_addr(), "/ws");
-    roundtrip(&mut ws, Message::text("hi"));
-    let started = Instant::now();
-    dao.shutdown();
-    let took = started.elapsed();
-    assert!(took >= Duration::from_millis(250), "stopped after {took:?}");
-    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
-    let end = read_to_end(&mut ws);
-    assert!(is_gone(&end), "{end:?}");
+    let dao = wss_dao(
+        &pki,
+        server.addr,
+        plain.addr,
+        "shutdown_timeout = \"300ms\"",
+    );
+    let ws = wss_connect(&pki, dao.local_addr(), "/ws");
+    shutdown_cuts(dao, ws);
 }

@@ -46,26 +46,32 @@ impl Pki {
         self.dir.join(file).to_str().unwrap().to_string()
     }
 
-    /// A blocking rustls client connection to `addr` (as `localhost`,
-    /// trusting this CA), reads timing out after 10 s.
+    /// A TLS client connection to `addr` as `localhost`, trusting this CA.
     pub fn connect(&self, addr: SocketAddr) -> TlsClient {
-        use rustls::pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        let ca = rustls::pki_types::CertificateDer::from_pem_file(self.path("ca.pem")).unwrap();
-        roots.add(ca).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-        let sock = TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        rustls::StreamOwned::new(conn, sock)
+        tls_client(&self.path("ca.pem"), addr, "localhost")
     }
+}
+
+/// A blocking rustls client connection to `addr`, for the server `name`,
+/// trusting the CA in the PEM file `ca`; reads time out after 10 s.
+pub fn tls_client(ca: &str, addr: SocketAddr, name: &str) -> TlsClient {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, sock)
 }
 
 /// A TLS client connection over a std socket.
