@@ -7,10 +7,12 @@
 #
 #   bash bench/h2.sh                 # RUNS=3 REQUESTS=200000 CONNS=64 STREAMS=10
 #   BUILD=0 RUNS=5 bash bench/h2.sh
+#   SIZE=1048576 REQUESTS=3000 CONNS=4 STREAMS=1 bash bench/h2.sh   # large bodies: bytes/s
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${RUNS:-3}
+SIZE=${SIZE:-13}          # response body bytes
 REQUESTS=${REQUESTS:-200000}
 CONNS=${CONNS:-64}
 STREAMS=${STREAMS:-10}
@@ -28,7 +30,7 @@ fi
 
 source bench/lib.sh
 
-start_backend backend "$LOAD_CPU"
+start_backend backend "$LOAD_CPU" --size "$SIZE"
 
 dport=$(free_port)
 cat > "$work/dao.toml" <<CONF
@@ -98,6 +100,9 @@ for round in $(seq "$RUNS"); do
   echo "round $round: DAO h2c $d req/s, nginx h2c $n req/s, DAO h1 (wrk) $w req/s"
   echo "$d" >> "$work/dao-h2"; echo "$n" >> "$work/nginx-h2"; echo "$w" >> "$work/dao-h1"
 done
-echo "medians of $RUNS: DAO h2c $(median < "$work/dao-h2") req/s; nginx h2c $(median < "$work/nginx-h2") req/s;" \
+echo "medians of $RUNS ($SIZE-byte bodies): DAO h2c $(median < "$work/dao-h2") req/s; nginx h2c $(median < "$work/nginx-h2") req/s;" \
   "DAO h1 wrk -c$CONNS $(median < "$work/dao-h1") req/s"
+for side in dao-h2 nginx-h2 dao-h1; do
+  echo "  $side: $(median < "$work/$side" | awk -v s="$SIZE" '{ printf "%.1f MB/s of bodies", $1 * s / 1e6 }')"
+done
 echo "(h2load -n $REQUESTS -c $CONNS -m $STREAMS; proxy on CPU $PROXY_CPU, backend and load on CPU $LOAD_CPU)"
