@@ -80,7 +80,7 @@ pub(super) enum Attempt {
     Abort(ProxyError),
 }
 
-fn failed(error: ProxyError, cause: Cause, reached: bool) -> Attempt {
+pub(super) fn failed(error: ProxyError, cause: Cause, reached: bool) -> Attempt {
     Attempt::Failed {
         error,
         cause: Some(cause),
@@ -381,7 +381,7 @@ pub(super) async fn connect(
 }
 
 /// `base`, or what is left before `deadline` if that is less.
-fn left(deadline: Option<Instant>, base: Duration) -> Duration {
+pub(super) fn left(deadline: Option<Instant>, base: Duration) -> Duration {
     match deadline {
         None => base,
         Some(d) => base.min(d.saturating_duration_since(clock::now())),

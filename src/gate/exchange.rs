@@ -27,6 +27,7 @@ use crate::memory::{Route, Upstream, UpstreamProtocol};
 use crate::proto::h1::head::{write_response_head, DownFraming};
 use crate::proto::h1::ResponseHead;
 use crate::proto::h1::{BodyKind, BodyState};
+use crate::runtime::generation::Gen;
 use crate::runtime::worker::Worker;
 use crate::upstream::pool::UpstreamConn;
 use futures_util::future::Either;
@@ -342,6 +343,30 @@ async fn stream(
     outcome
 }
 
+/// Runs the route's response filters on the head parsed into `conn.resp`
+/// (its text in `buf`), and names a sticky cookie when one is due: both
+/// as edits of the head written next.
+pub(super) fn response_filters(conn: &mut Conn, gen: &Gen, buf: &[u8]) {
+    let route = &gen.config.routes[conn.route];
+    if !gen.chains[conn.route].is_empty() {
+        let mut cx = ResponseCx {
+            status: conn.resp.status,
+            headers: Headers::of_response(&conn.resp, buf),
+            client_ip_text: &conn.client_ip,
+            request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
+            route: &route.name,
+            upstream: &route.upstreams[conn.upstream].name,
+            edits: &mut conn.resp_edits,
+            state: &conn.flow,
+        };
+        gen.chains[conn.route].response(&mut cx);
+    }
+    if let Some((r, u)) = conn.set_sticky.take() {
+        let (route, balancer) = (&gen.config.routes[r], &gen.balancers[r]);
+        super::ask::set_cookie(&mut conn.resp_edits, route, balancer, u);
+    }
+}
+
 /// Streams the response to the client.
 async fn respond(
     conn: &mut Conn,
@@ -368,24 +393,8 @@ async fn respond(
             || resp.body == BodyKind::UntilClose
             || dechunk);
     bufs.out.clear();
-    let route = &gen.config.routes[conn.route];
-    if !gen.chains[conn.route].is_empty() {
-        let mut cx = ResponseCx {
-            status: resp.status,
-            headers: Headers::of_response(resp, &bufs.up),
-            client_ip_text: &conn.client_ip,
-            request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
-            route: &route.name,
-            upstream: &route.upstreams[conn.upstream].name,
-            edits: &mut conn.resp_edits,
-            state: &conn.flow,
-        };
-        gen.chains[conn.route].response(&mut cx);
-    }
-    if let Some((r, u)) = conn.set_sticky.take() {
-        let (route, balancer) = (&gen.config.routes[r], &gen.balancers[r]);
-        super::ask::set_cookie(&mut conn.resp_edits, route, balancer, u);
-    }
+    response_filters(conn, &gen, &bufs.up);
+    let resp = &conn.resp;
     write_response_head(
         &mut bufs.out,
         &bufs.up,

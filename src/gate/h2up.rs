@@ -12,18 +12,17 @@
 
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 
-use super::attempt::{Attempt, Request, Up};
+use super::attempt::{failed, left, Attempt, Request, Up};
 use super::conn::Conn;
 use super::exchange::{retry_after_us, Bufs, Outcome};
 use super::io::{within, IoFail};
 use crate::align::retry::Cause;
 use crate::clock;
 use crate::error::ProxyError;
-use crate::flow::{Headers, ResponseCx};
 use crate::memory::{Route, Upstream};
 use crate::proto::h1::head::{write_response_head, DownFraming, Forwarded};
 use crate::proto::h1::{parse_response, BodyKind, BodyState};
@@ -41,14 +40,6 @@ pub(super) struct Response {
     /// The client accepts trailers (`TE: trailers`; read before the
     /// request's head left `conn.down`).
     trailers: bool,
-}
-
-fn failed(error: ProxyError, cause: Cause, reached: bool) -> Attempt {
-    Attempt::Failed {
-        error,
-        cause: Some(cause),
-        reached,
-    }
 }
 
 /// Tries `upstream`, an h2c one, once (see `attempt::attempt`).
@@ -336,14 +327,6 @@ fn lease_error(e: LeaseError, shortened: bool) -> (ProxyError, Cause) {
     }
 }
 
-/// `base`, or what is left before `deadline` if that is less.
-fn left(deadline: Option<Instant>, base: Duration) -> Duration {
-    match deadline {
-        None => base,
-        Some(d) => base.min(d.saturating_duration_since(clock::now())),
-    }
-}
-
 /// Streams the response whose head `attempt` translated to the client:
 /// data as it comes (chunked when the upstream gave no length), flow
 /// control released as the client takes it, trailers on the last chunk
@@ -361,24 +344,8 @@ pub(super) async fn respond(
     let dechunk = chunked && conn.head.minor_version == 0;
     let close = !conn.head.keep_alive || worker.stopping.get() || dechunk;
     bufs.out.clear();
-    let route = &gen.config.routes[conn.route];
-    if !gen.chains[conn.route].is_empty() {
-        let mut cx = ResponseCx {
-            status: resp.status,
-            headers: Headers::of_response(resp, &bufs.up),
-            client_ip_text: &conn.client_ip,
-            request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
-            route: &route.name,
-            upstream: &route.upstreams[conn.upstream].name,
-            edits: &mut conn.resp_edits,
-            state: &conn.flow,
-        };
-        gen.chains[conn.route].response(&mut cx);
-    }
-    if let Some((r, u)) = conn.set_sticky.take() {
-        let (route, balancer) = (&gen.config.routes[r], &gen.balancers[r]);
-        super::ask::set_cookie(&mut conn.resp_edits, route, balancer, u);
-    }
+    super::exchange::response_filters(conn, &gen, &bufs.up);
+    let resp = &conn.resp;
     let framing = if dechunk {
         DownFraming::Dechunk
     } else {
