@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, Read, Write};
+use std::io::{BufRead, Read};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -594,36 +594,6 @@ fn trailers_reach_clients_that_accept_them() {
     let (_, body, trailers) = read_with_trailers(&mut c);
     assert_eq!(body, b"payload");
     assert_eq!(trailers, ["grpc-status: 0", "x-checksum: abc"]);
-}
-
-/// Waits until the /metrics series `series` reads `want` (10 s at most).
-fn wait_metric(dao: &Server, series: &str, want: f64) {
-    let addr = dao.telemetry_addr().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let value = text.lines().find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .parse::<f64>()
-                .ok()
-        });
-        if value == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} is {value:?}, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

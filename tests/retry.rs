@@ -5,8 +5,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,37 +20,6 @@ fn proxy_with(route_tables: &str, backends: &[SocketAddr]) -> Server {
 /// `GET /` on a fresh connection.
 fn get(dao: &Server) -> Resp {
     Client::connect(dao.local_addr()).get("/")
-}
-
-/// The value of one series in /metrics, once it equals `want` (the merge
-/// runs every interval); panics with the last value after 10 s.
-fn wait_metric(dao: &Server, series: &str, want: f64) {
-    let addr = dao.telemetry_addr().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut text = String::new();
-        s.read_to_string(&mut text).unwrap();
-        let value = text.lines().find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .parse::<f64>()
-                .ok()
-        });
-        if value == Some(want) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{series} is {value:?}, not {want}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]

@@ -327,3 +327,27 @@ pub fn dead_addr() -> SocketAddr {
     std::mem::forget(s);
     addr
 }
+
+/// Waits until one series in DAO's /metrics equals `want` (the merge runs
+/// every interval); panics with the last value after 10 s.
+pub fn wait_metric(dao: &Server, series: &str, want: f64) {
+    let addr = dao.telemetry_addr().expect("a telemetry listener");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = Client::connect(addr).get("/metrics").text();
+        let value = text.lines().find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .parse::<f64>()
+                .ok()
+        });
+        if value == Some(want) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{series} is {value:?}, not {want}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
