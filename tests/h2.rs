@@ -14,36 +14,18 @@ mod common;
 use std::future::Future;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::pki::Pki;
-use common::{config, respond, start, After, Backend, Client};
+use common::{config, respond, start, tool, After, Backend, Client};
 use h2::client::SendRequest;
 use http::{HeaderMap, Request};
 
 // ---------------------------------------------------------------- helpers
-
-/// Whether `name` runs; without it the test skips, unless CI requires it.
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("DAO_REQUIRE_TOOLS").is_none(),
-            "{name} is required"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
-}
 
 fn curl(args: &[&str]) -> Output {
     Command::new("curl")

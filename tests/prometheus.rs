@@ -14,23 +14,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("DAO_REQUIRE_TOOLS").is_none(),
-            "{name} is required (apt-get install prometheus)"
-        );
-        eprintln!("skipped: {name} is not installed (apt-get install prometheus)");
-    }
-    found
-}
-
 /// GETs `path`, reading the body by its Content-Length: not to EOF, which
 /// may come late when a child process spawned by another test meanwhile
 /// inherited the server's end of the connection (monoio's io_uring accept

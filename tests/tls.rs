@@ -17,28 +17,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{respond, After, Backend, Server};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
-
-/// Whether `name` runs; without it the test skips, unless CI requires it.
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("DAO_REQUIRE_TOOLS").is_none(),
-            "{name} is required (apt-get install {name})"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
-}
+use common::pki::Pki;
+use common::{respond, tool, After, Backend, Server};
 
 fn tools() -> bool {
     tool("curl") && tool("openssl")
@@ -71,58 +51,6 @@ fn temp_dir(tag: &str) -> TempDir {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
-}
-
-/// Test certificates: a CA signing `server` (localhost, 127.0.0.1,
-/// *.dao.test), `other` (other.test, *.other.test) and `client`; a second
-/// CA signing `rogue`, a client certificate DAO must not accept.
-struct Pki {
-    dir: TempDir,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        let dir = temp_dir(tag);
-        let ca = |name: &str| {
-            let key = KeyPair::generate().unwrap();
-            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-            p.distinguished_name.push(DnType::CommonName, name);
-            let cert = p.self_signed(&key).unwrap();
-            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-            Issuer::new(p, key)
-        };
-        let leaf = |issuer: &Issuer<'_, KeyPair>, name: &str, sans: &[&str], client: bool| {
-            let key = KeyPair::generate().unwrap();
-            let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
-            let mut p = CertificateParams::new(sans).unwrap();
-            p.distinguished_name.push(DnType::CommonName, name);
-            p.extended_key_usages = vec![if client {
-                ExtendedKeyUsagePurpose::ClientAuth
-            } else {
-                ExtendedKeyUsagePurpose::ServerAuth
-            }];
-            let cert = p.signed_by(&key, issuer).unwrap();
-            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
-            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-        };
-        let main = ca("ca");
-        leaf(
-            &main,
-            "server",
-            &["localhost", "127.0.0.1", "*.dao.test"],
-            false,
-        );
-        leaf(&main, "other", &["other.test", "*.other.test"], false);
-        leaf(&main, "client", &["client.dao.test"], true);
-        let rogue = ca("rogue-ca");
-        leaf(&rogue, "rogue", &["client.dao.test"], true);
-        Pki { dir }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.join(file).to_str().unwrap().to_string()
-    }
 }
 
 /// DAO with one worker: a TLS listener (server.pem first, other.pem

@@ -351,3 +351,23 @@ pub fn wait_metric(dao: &Server, series: &str, want: f64) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// Whether the program `name` can be started; without it a test skips,
+/// unless `DAO_REQUIRE_TOOLS` is set (as `.ci/run` does, after installing
+/// what the tests need), where its absence fails the test.
+pub fn tool(name: &str) -> bool {
+    let found = std::process::Command::new(name)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("DAO_REQUIRE_TOOLS").is_none(),
+            "{name} is required (see .ci/run for how it is installed)"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}

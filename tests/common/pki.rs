@@ -1,6 +1,7 @@
-//! Test certificates: a CA and a server certificate it signs (localhost,
-//! 127.0.0.1), written as PEM files to a temporary directory removed when
-//! dropped.
+//! Test certificates, written as PEM files to a temporary directory
+//! removed when dropped: a CA signing `server` (localhost, 127.0.0.1,
+//! *.dao.test), `other` (other.test, *.other.test) and `client`; a second
+//! CA signing `rogue`, a client certificate DAO must not accept.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -8,9 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+};
 
-/// `ca.pem`, `server.pem` and `server.key` in a fresh directory.
+/// `ca.pem`, `rogue-ca.pem` and `NAME.pem` / `NAME.key` for `server`,
+/// `other`, `client` and `rogue`, in a fresh directory.
 pub struct Pki {
     pub dir: PathBuf,
 }
@@ -25,20 +29,40 @@ impl Pki {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.distinguished_name.push(DnType::CommonName, "test ca");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
-        let mut leaf = CertificateParams::new(names).unwrap();
-        leaf.distinguished_name.push(DnType::CommonName, "server");
-        let cert = leaf.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+        let ca = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+            p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            p.distinguished_name.push(DnType::CommonName, name);
+            let cert = p.self_signed(&key).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            Issuer::new(p, key)
+        };
+        let leaf = |issuer: &Issuer<'_, KeyPair>, name: &str, sans: &[&str], client: bool| {
+            let key = KeyPair::generate().unwrap();
+            let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+            let mut p = CertificateParams::new(sans).unwrap();
+            p.distinguished_name.push(DnType::CommonName, name);
+            p.extended_key_usages = vec![if client {
+                ExtendedKeyUsagePurpose::ClientAuth
+            } else {
+                ExtendedKeyUsagePurpose::ServerAuth
+            }];
+            let cert = p.signed_by(&key, issuer).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        };
+        let main = ca("ca");
+        leaf(
+            &main,
+            "server",
+            &["localhost", "127.0.0.1", "*.dao.test"],
+            false,
+        );
+        leaf(&main, "other", &["other.test", "*.other.test"], false);
+        leaf(&main, "client", &["client.dao.test"], true);
+        let rogue = ca("rogue-ca");
+        leaf(&rogue, "rogue", &["client.dao.test"], true);
         Pki { dir }
     }
 
