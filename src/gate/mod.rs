@@ -16,6 +16,7 @@ mod stream;
 mod tally;
 mod tls;
 pub(crate) mod tunnel;
+mod wakers;
 
 pub(crate) use conn::connection;
 pub(crate) use stream::ClientStream;

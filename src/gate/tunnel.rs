@@ -25,7 +25,7 @@ use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::{pin, Pin};
 use std::rc::Rc;
-use std::task::{ready, Poll, Waker};
+use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
 use monoio::io::{
@@ -37,6 +37,7 @@ use super::exchange::Upgraded;
 use super::h2::io::{socket, Socket, TlsIo};
 use super::io::within;
 use super::tls::TlsStream;
+use super::wakers::Wakers;
 use crate::clock;
 use crate::runtime::worker::Worker;
 
@@ -48,50 +49,21 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(1);
 /// worker's shutdown deadline passes.
 #[derive(Debug, Default)]
 pub(crate) struct Tunnels {
-    /// Per open tunnel, the waker of its wait for the cut (`None`: a free
-    /// slot, or not polled yet).
-    wakers: RefCell<Vec<Option<Waker>>>,
-    free: RefCell<Vec<usize>>,
-    open: Cell<usize>,
+    /// Per open tunnel, the waker of its wait for the cut.
+    waiting: Wakers,
     cut: Cell<bool>,
 }
 
 impl Tunnels {
     /// Tunnels open on this worker.
     pub(crate) fn open(&self) -> usize {
-        self.open.get()
+        self.waiting.open()
     }
 
     /// Ends every open tunnel (at their next poll) and any opened later.
     pub(crate) fn cut(&self) {
         self.cut.set(true);
-        let waiting: Vec<Waker> = self
-            .wakers
-            .borrow_mut()
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
-        for w in waiting {
-            w.wake();
-        }
-    }
-
-    fn enter(&self) -> usize {
-        self.open.set(self.open.get() + 1);
-        match self.free.borrow_mut().pop() {
-            Some(slot) => slot,
-            None => {
-                let mut wakers = self.wakers.borrow_mut();
-                wakers.push(None);
-                wakers.len() - 1
-            }
-        }
-    }
-
-    fn leave(&self, slot: usize) {
-        self.open.set(self.open.get() - 1);
-        self.wakers.borrow_mut()[slot] = None;
-        self.free.borrow_mut().push(slot);
+        self.waiting.wake_all();
     }
 
     /// Resolves when the tunnel in `slot` is to be cut.
@@ -100,11 +72,7 @@ impl Tunnels {
             if self.cut.get() {
                 return Poll::Ready(());
             }
-            let mut wakers = self.wakers.borrow_mut();
-            match &wakers[slot] {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                _ => wakers[slot] = Some(cx.waker().clone()),
-            }
+            self.waiting.register(slot, cx.waker());
             Poll::Pending
         })
     }
@@ -124,14 +92,14 @@ impl<'w> Open<'w> {
         }
         Open {
             worker,
-            slot: worker.tunnels.enter(),
+            slot: worker.tunnels.waiting.enter(),
         }
     }
 }
 
 impl Drop for Open<'_> {
     fn drop(&mut self) {
-        self.worker.tunnels.leave(self.slot);
+        self.worker.tunnels.waiting.leave(self.slot);
         if let Some(rec) = &self.worker.recorder {
             rec.borrow_mut().tunnel_closed();
         }

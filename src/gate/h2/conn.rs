@@ -22,7 +22,7 @@
 //! - idle: with no stream open for `server.keepalive_timeout`, the
 //!   connection says GOAWAY, and closes `CLOSE_GRACE` later at the latest.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::future::{poll_fn, Future};
 use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
@@ -40,6 +40,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::stream;
 use crate::gate::io::within;
+use crate::gate::wakers::Wakers;
 use crate::runtime::worker::Worker;
 
 /// Flow-control window granted to each stream (what a client may send of
@@ -103,59 +104,23 @@ impl Drop for Open {
 /// The HTTP/2 connections of one worker, woken when it stops so that each
 /// says GOAWAY at once.
 #[derive(Debug, Default)]
-pub(crate) struct Connections {
-    /// Per connection, the waker of its task (`None`: a free slot).
-    wakers: RefCell<Vec<Option<Waker>>>,
-    free: RefCell<Vec<usize>>,
-}
+pub(crate) struct Connections(Wakers);
 
 impl Connections {
     /// Connections open on this worker.
     pub(crate) fn open(&self) -> usize {
-        self.wakers.borrow().len() - self.free.borrow().len()
+        self.0.open()
     }
 
     /// The worker is stopping (its `stopping` flag is set): every
     /// connection looks at it now.
     pub(crate) fn stop(&self) {
-        let waiting: Vec<Waker> = self
-            .wakers
-            .borrow_mut()
-            .iter_mut()
-            .filter_map(Option::take)
-            .collect();
-        for w in waiting {
-            w.wake();
-        }
-    }
-
-    fn enter(&self) -> usize {
-        match self.free.borrow_mut().pop() {
-            Some(slot) => slot,
-            None => {
-                let mut wakers = self.wakers.borrow_mut();
-                wakers.push(None);
-                wakers.len() - 1
-            }
-        }
-    }
-
-    fn register(&self, slot: usize, waker: &Waker) {
-        let mut wakers = self.wakers.borrow_mut();
-        match &mut wakers[slot] {
-            Some(w) if w.will_wake(waker) => {}
-            other => *other = Some(waker.clone()),
-        }
-    }
-
-    fn leave(&self, slot: usize) {
-        self.wakers.borrow_mut()[slot] = None;
-        self.free.borrow_mut().push(slot);
+        self.0.wake_all();
     }
 }
 
 /// A connection's place in `Connections`, left when dropped.
-struct Entered<'a>(&'a Connections, usize);
+struct Entered<'a>(&'a Wakers, usize);
 
 impl Drop for Entered<'_> {
     fn drop(&mut self) {
@@ -228,7 +193,7 @@ where
         open: Cell::new(0),
         waker: Cell::new(None),
     });
-    let entered = Entered(&worker.h2, worker.h2.enter());
+    let entered = Entered(&worker.h2.0, worker.h2.0.enter());
     // The idle timer while no stream is open; once GOAWAY is sent, the
     // time the client has left to close.
     let mut timer: Option<Pin<Box<monoio::time::Sleep>>> = None;
