@@ -18,14 +18,10 @@
 //!   judge the 5xx rate is not a failure.
 //!
 //! The first verdict other than `Watching` is final: later samples return
-//! it again.
+//! it again. The thresholds are checked where they come in (the admin
+//! API's `GuardRequest::validate`).
 
 use std::time::{Duration, Instant};
-
-use super::FieldError;
-
-/// Shortest and longest guard window.
-const WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(3600));
 
 /// What a guarded reload watches, and for how long.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,52 +36,7 @@ pub struct GuardSpec {
     pub min_requests: u64,
 }
 
-impl GuardSpec {
-    /// The problems with these values, each naming its field under
-    /// `prefix` (`"guard"` → `guard.window`; empty: the bare name).
-    pub fn check(&self, prefix: &str) -> Vec<FieldError> {
-        let path = |field: &str| {
-            if prefix.is_empty() {
-                field.to_string()
-            } else {
-                format!("{prefix}.{field}")
-            }
-        };
-        let mut errors = Vec::new();
-        let mut err = |field: &str, message: String| {
-            errors.push(FieldError {
-                path: path(field),
-                message,
-            })
-        };
-        if self.window < WINDOW.0 || self.window > WINDOW.1 {
-            err(
-                "window",
-                format!("{:?} is out of range 1s..=1h", self.window),
-            );
-        }
-        if let Some(rate) = self.max_5xx_rate {
-            if !(0.0..=1.0).contains(&rate) {
-                err(
-                    "max_5xx_rate",
-                    format!("{rate} is out of range 0..=1 (a share: 0.05 is 5 %)"),
-                );
-            }
-        }
-        if let Some(p99) = self.max_p99 {
-            if p99.is_zero() {
-                err("max_p99", "must be greater than zero".into());
-            }
-        }
-        if self.max_5xx_rate.is_none() && self.max_p99.is_none() {
-            err(
-                "max_5xx_rate",
-                "a guard needs a threshold: max_5xx_rate, max_p99 or both".into(),
-            );
-        }
-        errors
-    }
-}
+impl GuardSpec {}
 
 /// One merge interval's figures, all upstreams together.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -120,44 +120,43 @@ impl Reloads {
         self.ask(|reply| Command::Show { what, reply })
     }
 
+    /// A read-only answer; when the thread is gone, `{"error": …}`.
+    fn view(&self, what: Show) -> Value {
+        self.show(what)
+            .unwrap_or_else(|e| json!({"error": e.message}))
+    }
+
     fn stop(&self) {
         let _ = self.tx.send(Command::Stop);
     }
 }
 
-/// Turns the API's guard request into a checked spec.
+/// Turns a guard request into a spec, checked by the API's rules (the
+/// admin server has checked it already; direct callers have not).
 fn guard_spec(g: Option<GuardRequest>) -> Result<Option<GuardSpec>, ApiError> {
     let Some(g) = g else { return Ok(None) };
-    let spec = GuardSpec {
+    g.validate().map_err(|errors| ApiError {
+        status: 422,
+        message: "invalid guard".into(),
+        errors,
+    })?;
+    Ok(Some(GuardSpec {
         window: Duration::from_millis(g.window_ms),
         max_5xx_rate: g.max_5xx_rate,
         max_p99: g.max_p99_ms.map(Duration::from_millis),
         min_requests: g.min_requests.unwrap_or(20),
-    };
-    let errors = spec.check("guard");
-    if errors.is_empty() {
-        Ok(Some(spec))
-    } else {
-        Err(ApiError {
-            status: 400,
-            message: "invalid guard".into(),
-            errors,
-        })
-    }
+    }))
 }
 
 impl Backend for Reloads {
     fn status(&self) -> Value {
-        self.show(Show::Status)
-            .unwrap_or_else(|e| json!({"error": e.message}))
+        self.view(Show::Status)
     }
     fn routes(&self) -> Value {
-        self.show(Show::Routes)
-            .unwrap_or_else(|e| json!({"error": e.message}))
+        self.view(Show::Routes)
     }
     fn upstreams(&self) -> Value {
-        self.show(Show::Upstreams)
-            .unwrap_or_else(|e| json!({"error": e.message}))
+        self.view(Show::Upstreams)
     }
     fn reload(&self, req: ReloadRequest) -> Result<Value, ApiError> {
         let guard = guard_spec(req.guard)?;
@@ -169,8 +168,7 @@ impl Backend for Reloads {
         })
     }
     fn snapshots(&self) -> Value {
-        self.show(Show::Snapshots)
-            .unwrap_or_else(|e| json!({"error": e.message}))
+        self.view(Show::Snapshots)
     }
     fn snapshot(&self, epoch: u64) -> Result<Value, ApiError> {
         self.show(Show::Snapshot(epoch))
@@ -184,12 +182,10 @@ impl Backend for Reloads {
         })
     }
     fn profiles(&self) -> Value {
-        self.show(Show::Profiles)
-            .unwrap_or_else(|e| json!({"error": e.message}))
+        self.view(Show::Profiles)
     }
     fn drain(&self) -> Value {
-        self.show(Show::Drain)
-            .unwrap_or_else(|e| json!({"error": e.message}))
+        self.view(Show::Drain)
     }
 }
 
