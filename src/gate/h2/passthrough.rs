@@ -15,7 +15,6 @@ use h2::RecvStream;
 use super::stream::Stream;
 use super::upstream::{or_reset, respond_filters, send_flow, Outcome};
 use crate::error::ProxyError;
-use crate::proto::h1::head::Forwarded;
 use crate::proto::h1::parse_response;
 use crate::proto::h1h2;
 use crate::upstream::h2::{Admission, BodyError, ExchangeError, LeaseError, Limits};
@@ -34,14 +33,7 @@ pub(super) async fn exchange(
     let route = &gen.config.routes[route_index];
     let upstream = &route.upstreams[picked];
     let proxy = &gen.config.proxy;
-    let fwd = Forwarded {
-        client_ip: s.shared.client_ip.as_bytes(),
-        proto: if s.shared.tls { b"https" } else { b"http" },
-        extra: s.edits.lines(),
-        drop: s.edits.removed(),
-        default_host: upstream.authority.as_bytes(),
-        request_id: s.request_id.as_ref().map_or(&[], |id| &id[..]),
-    };
+    let fwd = s.forwarded(upstream);
     let req = match h1h2::request(&s.down, &s.head, &fwd) {
         Ok(r) => r,
         Err(e) => return Outcome::Failed(ProxyError::BadRequest(e.reason(), 400)),

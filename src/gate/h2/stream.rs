@@ -20,7 +20,9 @@ use crate::error::ProxyError;
 use crate::flow::{Edits, Reply, State};
 use crate::gate::conn::{find_route, request_filters, Client, InFlight};
 use crate::gate::tally::Tally;
+use crate::memory::Upstream;
 use crate::proto::h1::head::reason;
+use crate::proto::h1::head::Forwarded;
 use crate::proto::h1::{parse_request, RequestHead, ResponseHead};
 use crate::runtime::generation::Gen;
 use crate::sense::access_log::AccessLog;
@@ -40,6 +42,21 @@ pub(super) struct Stream {
     pub(super) edits: Edits,
     pub(super) resp_edits: Edits,
     pub(super) flow: State,
+}
+
+impl Stream {
+    /// What the head sent to `upstream` adds and drops (the client's
+    /// address and scheme, the filters' edits, the request id).
+    pub(super) fn forwarded<'a>(&'a self, upstream: &'a Upstream) -> Forwarded<'a> {
+        Forwarded {
+            client_ip: self.shared.client_ip.as_bytes(),
+            proto: if self.shared.tls { b"https" } else { b"http" },
+            extra: self.edits.lines(),
+            drop: self.edits.removed(),
+            default_host: upstream.authority.as_bytes(),
+            request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
+        }
+    }
 }
 
 /// Serves one stream (panics stay in it); `open` counts it on its

@@ -37,7 +37,7 @@ use crate::gate::attempt::{connect, upstream_error};
 use crate::gate::exchange::retry_after_us;
 use crate::gate::io::{read_more, within, IoFail};
 use crate::memory::UpstreamProtocol;
-use crate::proto::h1::head::{write_request_head, Forwarded};
+use crate::proto::h1::head::write_request_head;
 use crate::proto::h1::response::is_interim;
 use crate::proto::h1::{parse_response, BodyKind, BodyState, HeaderKind, ResponseHead};
 use crate::runtime::worker::Worker;
@@ -172,14 +172,7 @@ pub(super) async fn exchange(
         out: worker.take_buf(),
         up: worker.take_buf(),
     };
-    let fwd = Forwarded {
-        client_ip: s.shared.client_ip.as_bytes(),
-        proto: if s.shared.tls { b"https" } else { b"http" },
-        extra: s.edits.lines(),
-        drop: s.edits.removed(),
-        default_host: upstream.authority.as_bytes(),
-        request_id: s.request_id.as_ref().map_or(&[], |id| &id[..]),
-    };
+    let fwd = s.forwarded(upstream);
     write_request_head(&mut bufs.out, &s.down, &s.head, &fwd);
 
     let pool = gen.pools[upstream.pool];
