@@ -23,7 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::clock;
-use crate::memory::{Config, HealthCheck};
+use crate::memory::{Config, HealthCheck, PoolKey, UpstreamTls};
 use crate::sense::control::Checked;
 use crate::sense::Slots;
 
@@ -83,6 +83,8 @@ impl Tracker {
 #[derive(Debug)]
 struct Target {
     addr: SocketAddr,
+    /// `https://` upstreams: probed over TLS.
+    tls: Option<Arc<UpstreamTls>>,
     check: HealthCheck,
     request: Arc<[u8]>,
     slots: Arc<[usize]>,
@@ -96,7 +98,7 @@ struct Target {
 /// The distinct targets of a config: upstreams of checked routes, one per
 /// (address, check) however many routes name them.
 fn targets(config: &Config, slots: &Slots, now: Instant) -> Vec<Target> {
-    let mut found: Vec<(SocketAddr, HealthCheck, Vec<usize>, Vec<String>)> = Vec::new();
+    let mut found: Vec<(PoolKey, HealthCheck, Vec<usize>, Vec<String>)> = Vec::new();
     for (r, route) in config.routes.iter().enumerate() {
         let Some(check) = &route.health_check else {
             continue;
@@ -108,20 +110,26 @@ fn targets(config: &Config, slots: &Slots, now: Instant) -> Vec<Target> {
             let slot = slots.of(r, u);
             match found
                 .iter_mut()
-                .find(|(a, c, _, _)| *a == upstream.addr && *c == check)
+                .find(|(k, c, _, _)| *k == config.pools[upstream.pool] && *c == check)
             {
                 Some((_, _, s, n)) => {
                     s.push(slot);
                     n.push(name);
                 }
-                None => found.push((upstream.addr, check, vec![slot], vec![name])),
+                None => found.push((
+                    config.pools[upstream.pool].clone(),
+                    check,
+                    vec![slot],
+                    vec![name],
+                )),
             }
         }
     }
     found
         .into_iter()
-        .map(|(addr, check, slots, names)| Target {
-            addr,
+        .map(|(key, check, slots, names)| Target {
+            addr: key.addr,
+            tls: key.tls,
             request: probe::request(&check.path, check.host.as_deref().unwrap_or("")).into(),
             tracker: Tracker::new(check.healthy_threshold, check.unhealthy_threshold),
             check,
@@ -209,11 +217,12 @@ fn run(mut targets: Vec<Target>, probes: Sender<Msg>, rx: Receiver<Msg>, out: Se
 /// neither the others nor a stop. Returns whether it started.
 fn launch(i: usize, t: &Target, probes: &Sender<Msg>) -> bool {
     let (addr, request, timeout) = (t.addr, t.request.clone(), t.check.timeout);
+    let tls = t.tls.clone();
     let tx = probes.clone();
     let started = std::thread::Builder::new()
         .name("dao-health-probe".into())
         .spawn(move || {
-            let result = probe::status(addr, &request, timeout);
+            let result = probe::status(addr, tls.as_ref(), &request, timeout);
             // The checker is gone when the server stopped meanwhile.
             let _ = tx.send(Msg::Done { target: i, result });
         });

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::conn::Conn;
 use super::exchange::Bufs;
-use super::io::{read_more, write_all, write_range, IoFail};
+use super::io::IoFail;
 use crate::align::breaker::Held;
 use crate::align::retry::Cause;
 use crate::clock;
@@ -173,7 +173,9 @@ pub(super) async fn attempt(
         conn.consume(req.head_len + req.used);
         req.consumed = true;
     }
-    let mut sent = write_all(&mut up, &mut bufs.out, left(deadline, proxy.read_timeout)).await;
+    let mut sent = up
+        .write_all(&mut bufs.out, left(deadline, proxy.read_timeout))
+        .await;
     // A pooled connection the upstream had closed: once more on a fresh
     // one. (A timed-out write took the buffer with it: no retry then.)
     if matches!(sent, Err(IoFail::Eof | IoFail::Io(_))) && reused && req.replayable {
@@ -182,7 +184,9 @@ pub(super) async fn attempt(
             Err((error, cause)) => return failed(error, cause, true),
         };
         reused = false;
-        sent = write_all(&mut up, &mut bufs.out, left(deadline, proxy.read_timeout)).await;
+        sent = up
+            .write_all(&mut bufs.out, left(deadline, proxy.read_timeout))
+            .await;
     }
     if let Err(e) = sent {
         let (error, cause) = upstream_error(e);
@@ -233,7 +237,10 @@ pub(super) async fn attempt(
                 reached: true,
             };
         }
-        if let Err(e) = write_range(&mut up, &mut conn.down, 0..used, proxy.read_timeout).await {
+        if let Err(e) = up
+            .write_range(&mut conn.down, 0..used, proxy.read_timeout)
+            .await
+        {
             let (error, cause) = upstream_error(e);
             return failed(error, cause, true);
         }
@@ -326,7 +333,7 @@ async fn read_head(
         if bufs.up.len() == bufs.up.capacity() {
             bufs.up.reserve(bufs.up.capacity().max(4096));
         }
-        let read = read_more(up, &mut bufs.up, left).await;
+        let read = up.read_more(&mut bufs.up, left).await;
         // Any further read of this head gets what is left of the timeout.
         left = Duration::ZERO;
         match read {
@@ -341,7 +348,7 @@ async fn read_head(
                     Err((error, cause)) => return Some(failed(error, cause, true)),
                 };
                 let limit = self::left(deadline, proxy.read_timeout);
-                if let Err(e) = write_all(up, &mut bufs.out, limit).await {
+                if let Err(e) = up.write_all(&mut bufs.out, limit).await {
                     let (error, cause) = upstream_error(e);
                     return Some(failed(error, cause, true));
                 }
@@ -372,7 +379,7 @@ pub(super) async fn connect(
     };
     worker
         .pool
-        .connect(gen.pools[upstream.pool], upstream.addr, limit)
+        .connect(gen.pools[upstream.pool], upstream, limit)
         .await
         .map_err(|e| match e {
             ConnectError::Io(e) => (ProxyError::Connect(e), Cause::ConnectFailure),

@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use super::attempt::{attempt, Attempt, Request, Up};
 use super::conn::Conn;
-use super::io::{read_more, IoFail};
+use super::io::IoFail;
 use super::tally::Tally;
 use crate::align::balancer::Ask;
 use crate::align::breaker::Held;
@@ -173,14 +173,16 @@ impl Exchange {
                             upstream,
                         )),
                         // Boxed: the HTTP/1.1 path's future stays its size.
-                        UpstreamProtocol::H2c => Either::Right(Box::pin(super::h2up::attempt(
-                            conn,
-                            &worker,
-                            &mut bufs,
-                            &mut req,
-                            (route, route_index),
-                            upstream,
-                        ))),
+                        UpstreamProtocol::H2c | UpstreamProtocol::H2 => {
+                            Either::Right(Box::pin(super::h2up::attempt(
+                                conn,
+                                &worker,
+                                &mut bufs,
+                                &mut req,
+                                (route, route_index),
+                                upstream,
+                            )))
+                        }
                     };
                     match tried_once.await {
                         Attempt::Head(up) => {
@@ -454,7 +456,7 @@ async fn respond(
         // HTTP/1.0 clients of a chunked response (rare): chunk by chunk.
         while !body.is_done() {
             bufs.up.clear();
-            match read_more(up, &mut bufs.up, limit).await {
+            match up.read_more(&mut bufs.up, limit).await {
                 Ok(_) => {}
                 Err(IoFail::Timeout) => return Outcome::Abort(ProxyError::UpstreamTimeout),
                 Err(e) => return Outcome::Abort(ProxyError::UpstreamMidResponse(e.into_io())),
@@ -500,7 +502,7 @@ async fn respond(
                     // read (data, end of body or failure) waits for the
                     // write, so that nothing already read is lost.
                     let write = std::pin::pin!(conn.client.write_range(&mut bufs.up, 0..n, limit));
-                    let read = std::pin::pin!(read_more(up, &mut next, limit));
+                    let read = std::pin::pin!(up.read_more(&mut next, limit));
                     match futures_util::future::select(write, read).await {
                         Either::Left((Err(e), _)) => {
                             break Some(Outcome::Abort(ProxyError::ClientIo(e.into_io())))
@@ -514,7 +516,7 @@ async fn respond(
                         }
                     }
                 }
-                None => read_more(up, &mut next, limit).await,
+                None => up.read_more(&mut next, limit).await,
             };
             match read {
                 Ok(_) => {}

@@ -98,7 +98,7 @@ pub(super) async fn attempt(
         };
         let leased = worker
             .pool
-            .h2_lease((gen.pools[upstream.pool], upstream.addr), admission, limits)
+            .h2_lease((gen.pools[upstream.pool], upstream), admission, limits)
             .await;
         let lease = match leased {
             Ok(l) => {

@@ -14,7 +14,7 @@ pub mod listener;
 pub mod sni;
 mod stream;
 mod tally;
-mod tls;
+pub(crate) mod tls;
 pub(crate) mod tunnel;
 mod wakers;
 

@@ -1,12 +1,15 @@
-//! The client side of a connection: a plain socket or a TLS stream, with
-//! the deadline-bound reads and writes of `io` for both. Plain sockets go
+//! A connection's transport, a plain socket or a TLS stream, with the
+//! deadline-bound reads and writes of `io` for both: the client side of
+//! a connection, and DAO's connections to upstreams. Plain sockets go
 //! straight to `io`'s functions; TLS adds its records around them.
 
 use std::future::Future;
 use std::ops::Range;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use futures_util::future::Either;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 use monoio::io::Canceller;
 use monoio::net::TcpStream;
@@ -99,6 +102,32 @@ impl ClientStream {
         match self {
             ClientStream::Plain(s) => Either::Left(io::write_static(s, bytes, limit)),
             ClientStream::Tls(t) => Either::Right(Box::pin(t.write(bytes, limit))),
+        }
+    }
+
+    /// Writes `data` whole (a body piece handed over as `Bytes`).
+    #[inline]
+    pub(crate) async fn write_bytes(&mut self, data: Bytes, limit: Duration) -> Result<(), IoFail> {
+        match self {
+            ClientStream::Plain(s) => match io::within(limit, s.write_all(data)).await {
+                None => Err(IoFail::Timeout),
+                Some((res, _)) => res.map(|_| ()).map_err(IoFail::Io),
+            },
+            ClientStream::Tls(t) => Box::pin(t.write(&data, limit)).await,
+        }
+    }
+
+    /// Reads once into `buf`'s spare capacity (not zero), handing it back;
+    /// `Ok(0)` at the end of the stream. No deadline: the caller's.
+    #[inline]
+    pub(crate) async fn read_bytes(&mut self, buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
+        match self {
+            ClientStream::Plain(s) => s.read(buf).await,
+            ClientStream::Tls(t) => {
+                let mut buf = buf;
+                let res = Box::pin(t.read_bytes(&mut buf)).await;
+                (res, buf)
+            }
         }
     }
 

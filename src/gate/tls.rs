@@ -24,7 +24,7 @@ use futures_util::FutureExt;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use rustls::server::Acceptor;
-use rustls::ServerConnection;
+use rustls::{ClientConnection, Connection};
 
 use super::conn::connection;
 use super::io::{within, IoFail};
@@ -147,43 +147,70 @@ pub(crate) async fn handshake(mut tcp: TcpStream, tls: &Tls) -> Result<TlsStream
             return Err(HandshakeError::Tls(e));
         }
     };
-    let mut stream = TlsStream {
+    let stream = TlsStream {
         tcp,
-        tls: conn,
+        tls: Connection::Server(conn),
         rx,
         rx_at: at,
         tx: Vec::new(),
         torn: false,
     };
-    loop {
-        if stream.tls.wants_write() {
-            stream.flush().await?;
-        }
-        if !stream.tls.is_handshaking() {
-            return Ok(stream);
-        }
-        if stream.rx_at < stream.rx.len() {
-            if let Err(e) = stream.feed() {
-                // rustls queued the alert that says why.
-                let _ = stream.flush().await;
-                return Err(match e.into_inner() {
-                    Some(inner) => match inner.downcast::<rustls::Error>() {
-                        Ok(t) => HandshakeError::Tls(*t),
-                        Err(other) => HandshakeError::Io(io::Error::other(other)),
-                    },
-                    None => HandshakeError::Io(io::ErrorKind::InvalidData.into()),
-                });
+    stream.complete().await
+}
+
+/// The client side of a handshake with an upstream: `name` is sent in SNI
+/// and checked against its certificate (as `config` says).
+pub(crate) async fn connect(
+    tcp: TcpStream,
+    config: Arc<rustls::ClientConfig>,
+    name: rustls::pki_types::ServerName<'static>,
+) -> Result<TlsStream, HandshakeError> {
+    let conn = ClientConnection::new(config, name).map_err(HandshakeError::Tls)?;
+    let stream = TlsStream {
+        tcp,
+        tls: Connection::Client(conn),
+        rx: Vec::with_capacity(RX_SIZE),
+        rx_at: 0,
+        tx: Vec::new(),
+        torn: false,
+    };
+    stream.complete().await
+}
+
+impl TlsStream {
+    /// Runs the handshake to its end (either side).
+    async fn complete(mut self) -> Result<TlsStream, HandshakeError> {
+        loop {
+            if self.tls.wants_write() {
+                self.flush().await?;
             }
-            continue;
+            if !self.tls.is_handshaking() {
+                return Ok(self);
+            }
+            if self.rx_at < self.rx.len() {
+                if let Err(e) = self.feed() {
+                    // rustls queued the alert that says why.
+                    let _ = self.flush().await;
+                    return Err(match e.into_inner() {
+                        Some(inner) => match inner.downcast::<rustls::Error>() {
+                            Ok(t) => HandshakeError::Tls(*t),
+                            Err(other) => HandshakeError::Io(io::Error::other(other)),
+                        },
+                        None => HandshakeError::Io(io::ErrorKind::InvalidData.into()),
+                    });
+                }
+                continue;
+            }
+            self.recv().await?;
         }
-        stream.recv().await?;
     }
 }
 
-/// An established TLS connection over a client socket.
+/// An established TLS connection: a client's to DAO, or DAO's to an
+/// upstream.
 pub(crate) struct TlsStream {
     tcp: TcpStream,
-    tls: ServerConnection,
+    tls: Connection,
     /// Ciphertext read from the socket; `rx[rx_at..]` is not in rustls yet.
     rx: Vec<u8>,
     rx_at: usize,
@@ -195,7 +222,7 @@ pub(crate) struct TlsStream {
 }
 
 impl TlsStream {
-    /// Whether the client and DAO agreed on HTTP/2 (ALPN `h2`).
+    /// Whether the two ends agreed on HTTP/2 (ALPN `h2`).
     pub(crate) fn is_h2(&self) -> bool {
         self.tls.alpn_protocol() == Some(b"h2")
     }
@@ -203,7 +230,7 @@ impl TlsStream {
     /// The socket, the rustls connection, and the ciphertext read from
     /// the socket that rustls has not taken yet (a client's first records
     /// after its handshake often come with its last handshake message).
-    pub(crate) fn into_parts(mut self) -> (TcpStream, ServerConnection, Vec<u8>) {
+    pub(crate) fn into_parts(mut self) -> (TcpStream, Connection, Vec<u8>) {
         self.rx.drain(..self.rx_at);
         (self.tcp, self.tls, self.rx)
     }
@@ -286,13 +313,24 @@ impl TlsStream {
     /// ciphertext while it has none. `Some(n)`: `n` bytes appended;
     /// `None`: everything read is used up, the socket must be read.
     async fn take_plaintext(&mut self, buf: &mut Vec<u8>) -> Result<Option<usize>, IoFail> {
+        let room = buf.capacity() - buf.len();
+        self.take_into(room, |chunk| buf.extend_from_slice(chunk))
+            .await
+    }
+
+    /// As `take_plaintext`, handing at most `room` bytes to `put`.
+    async fn take_into(
+        &mut self,
+        room: usize,
+        mut put: impl FnMut(&[u8]),
+    ) -> Result<Option<usize>, IoFail> {
         loop {
             let mut reader = self.tls.reader();
             match reader.fill_buf() {
                 Ok([]) => return Err(IoFail::Eof),
                 Ok(chunk) => {
-                    let n = chunk.len().min(buf.capacity() - buf.len());
-                    buf.extend_from_slice(&chunk[..n]);
+                    let n = chunk.len().min(room);
+                    put(&chunk[..n]);
                     reader.consume(n);
                     return Ok(Some(n));
                 }
@@ -312,6 +350,32 @@ impl TlsStream {
             // A key update's answer, an alert.
             if self.tls.wants_write() {
                 self.flush().await?;
+            }
+        }
+    }
+
+    /// Reads once, appending plaintext to `buf` (up to its spare
+    /// capacity, which must not be zero); `Ok(0)` at the end of the stream.
+    pub(crate) async fn read_bytes(&mut self, buf: &mut bytes::BytesMut) -> io::Result<usize> {
+        debug_assert!(
+            buf.capacity() > buf.len(),
+            "read_bytes needs spare capacity"
+        );
+        loop {
+            let room = buf.capacity() - buf.len();
+            match self
+                .take_into(room, |chunk| buf.extend_from_slice(chunk))
+                .await
+            {
+                Ok(Some(n)) => return Ok(n),
+                Ok(None) => {}
+                Err(IoFail::Eof) => return Ok(0),
+                Err(e) => return Err(e.into_io()),
+            }
+            match self.recv().await {
+                Ok(()) => {}
+                Err(IoFail::Eof) => return Ok(0),
+                Err(e) => return Err(e.into_io()),
             }
         }
     }

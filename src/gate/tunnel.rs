@@ -14,11 +14,11 @@
 //!
 //! Each side is a pair of ends, one read ([`Source`]) and one written
 //! ([`Sink`]), used at the same time: a monoio stream that may be read and
-//! written at once (`Split`: plain TCP, the upstream) through [`halves`],
-//! or a TLS client through [`tls_halves`], where both ends drive the one
-//! rustls connection (records decrypted on the way up, encrypted on the
-//! way down; a `close_notify` is the client's EOF, and an upstream EOF
-//! sends one).
+//! written at once (`Split`: plain TCP) through [`halves`], or a TLS
+//! connection (a client's, or an `https://` upstream's) through
+//! [`tls_halves`], where both ends drive the one rustls connection
+//! (records decrypted as read, encrypted as written; a `close_notify` is
+//! that side's EOF, and the other side's EOF sends one).
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::{poll_fn, Future};
@@ -36,6 +36,7 @@ use tokio::io::AsyncWrite;
 use super::exchange::Upgraded;
 use super::h2::io::{socket, Socket, TlsIo};
 use super::io::within;
+use super::stream::ClientStream;
 use super::tls::TlsStream;
 use super::wakers::Wakers;
 use crate::clock;
@@ -143,7 +144,7 @@ enum End {
 /// handshake. Both connections are shut down (or closed by the caller)
 /// when it returns.
 pub(crate) async fn run<R, W>(
-    (mut client_r, mut client_w): (R, W),
+    client: (R, W),
     early: Vec<u8>,
     upgraded: Upgraded,
     (worker, idle_timeout): (&Rc<Worker>, std::time::Duration),
@@ -151,17 +152,39 @@ pub(crate) async fn run<R, W>(
     R: Source,
     W: Sink,
 {
-    let Upgraded {
-        mut up,
-        early: mut from_up,
-    } = upgraded;
+    let Upgraded { up, early: from_up } = upgraded;
+    // Counted as open until the tunnel ends.
+    let (stream, _open) = up.into_parts();
+    let ahead = (early, from_up);
+    match stream {
+        ClientStream::Plain(mut tcp) => {
+            relay(client, halves(&mut tcp), ahead, (worker, idle_timeout)).await
+        }
+        ClientStream::Tls(tls) => {
+            relay(client, tls_halves(*tls), ahead, (worker, idle_timeout)).await
+        }
+    }
+}
+
+/// `run`'s relay, once both sides are pairs of ends; `early` goes up
+/// first, and `from_up` (bytes the upstream sent past its 101) down.
+async fn relay<R, W, UR, UW>(
+    (mut client_r, mut client_w): (R, W),
+    (mut up_r, mut up_w): (UR, UW),
+    (early, mut from_up): (Vec<u8>, Vec<u8>),
+    (worker, idle_timeout): (&Rc<Worker>, std::time::Duration),
+) where
+    R: Source,
+    W: Sink,
+    UR: Source,
+    UW: Sink,
+{
     let open = Open::new(worker);
     let seen = Seen {
         last: Cell::new(clock::now()),
         worker,
     };
     let mut to_up = worker.take_buf();
-    let (mut up_r, mut up_w) = halves(&mut *up);
     let end = {
         let upward = pump(&mut client_r, &mut up_w, early, &mut to_up, &seen);
         let downward = pump(&mut up_r, &mut client_w, Vec::new(), &mut from_up, &seen);

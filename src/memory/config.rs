@@ -23,9 +23,10 @@ pub struct Config {
     pub telemetry: Telemetry,
     /// `[[routes.rule]]`, in file order.
     pub routes: Vec<Route>,
-    /// Distinct upstream addresses; `Upstream::pool` indexes this list, so
-    /// two routes naming the same address share one connection pool.
-    pub pools: Vec<SocketAddr>,
+    /// Distinct upstream connection pools (an address and the TLS spoken
+    /// to it); `Upstream::pool` indexes this list, so two routes naming the
+    /// same upstream share one connection pool.
+    pub pools: Vec<PoolKey>,
     /// The route table compiled from `routes`.
     pub router: Router,
     /// `[policies]`.
@@ -293,6 +294,51 @@ pub struct Upstream {
     pub pool: usize,
     /// The HTTP version spoken to it.
     pub protocol: UpstreamProtocol,
+    /// `https://` upstreams: how their connections are encrypted.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// What makes two upstreams share a connection pool: the same address
+/// reached the same way (plain, or TLS with the same settings).
+#[derive(Debug, Clone)]
+pub struct PoolKey {
+    /// The upstream's address.
+    pub addr: SocketAddr,
+    /// Its TLS settings, if it is an `https://` upstream.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+impl PartialEq for PoolKey {
+    fn eq(&self, other: &PoolKey) -> bool {
+        self.addr == other.addr
+            && match (&self.tls, &other.tls) {
+                (None, None) => true,
+                (Some(a), Some(b)) => a.settings == b.settings,
+                _ => false,
+            }
+    }
+}
+
+/// `[routes.rule.upstreams.tls]` of an `https://` upstream, validated:
+/// trust anchors and client certificate loaded, ready for handshakes.
+pub struct UpstreamTls {
+    /// The rustls client settings (ALPN per the upstream's protocol).
+    pub client: Arc<rustls::ClientConfig>,
+    /// The name sent in SNI and checked against the upstream's
+    /// certificate (an IP address: no SNI, checked against IP SANs).
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    /// Whether the upstream's certificate is checked at all.
+    pub verify: bool,
+    /// The settings as written, canonical: equal settings share a pool.
+    pub settings: String,
+}
+
+impl std::fmt::Debug for UpstreamTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamTls")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The HTTP version DAO speaks to an upstream (`protocol`).
@@ -304,6 +350,16 @@ pub enum UpstreamProtocol {
     /// HTTP/2 over cleartext TCP with prior knowledge (`"h2c"`): a few
     /// multiplexed connections per worker.
     H2c,
+    /// HTTP/2 over TLS, agreed by ALPN (`"h2"`, `https://` upstreams
+    /// only): pooled and multiplexed as h2c.
+    H2,
+}
+
+impl UpstreamProtocol {
+    /// Whether it is HTTP/2 (multiplexed through the h2 pool).
+    pub fn is_h2(self) -> bool {
+        matches!(self, UpstreamProtocol::H2c | UpstreamProtocol::H2)
+    }
 }
 
 /// `[admin]`: where the admin API listens and the bearer token it wants.

@@ -18,7 +18,7 @@ mod validate;
 
 pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, ResonantWeights};
 pub use config::{
-    Admin, ClientAuth, Config, HealthCheck, HostMatch, Listener, LogDestination, Memory, Proxy,
-    Route, Server, Telemetry, Tls, TlsVersion, Upstream, UpstreamProtocol,
+    Admin, ClientAuth, Config, HealthCheck, HostMatch, Listener, LogDestination, Memory, PoolKey,
+    Proxy, Route, Server, Telemetry, Tls, TlsVersion, Upstream, UpstreamProtocol, UpstreamTls,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

@@ -227,6 +227,18 @@ pub(crate) struct RawUpstream {
     pub(crate) protocol: Option<String>,
     pub(crate) weight: Option<i64>,
     pub(crate) intent: Option<Vec<String>>,
+    pub(crate) tls: Option<RawUpstreamTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUpstreamTls {
+    pub(crate) ca: Option<String>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) verify: Option<bool>,
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) min_version: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

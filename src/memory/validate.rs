@@ -2,14 +2,14 @@
 //! of the field it concerns (`routes.rule[0].upstreams[1].url: …`).
 
 use std::fmt;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::balancing::{Policies, Policy};
-use super::config::{Config, HostMatch, Proxy, Route, Server, Upstream, UpstreamProtocol};
-use super::raw::{RawConfig, RawProxy, RawRule, RawServer, RawUpstream};
+use super::config::{Config, HostMatch, PoolKey, Proxy, Route, Server, Upstream};
+use super::raw::{RawConfig, RawProxy, RawRule, RawServer};
 use crate::align::Router;
 
 /// One problem in a configuration.
@@ -81,6 +81,7 @@ fn parse_in(text: &str, base: Option<PathBuf>) -> Result<Config, ConfigError> {
         errors: Vec::new(),
         telemetry_enabled: true,
         base,
+        system_roots: None,
     };
     let config = v.config(raw);
     if v.errors.is_empty() {
@@ -100,6 +101,7 @@ mod listeners;
 mod memory;
 mod resilience;
 mod telemetry;
+mod upstreams;
 
 struct Validator {
     errors: Vec<FieldError>,
@@ -107,6 +109,8 @@ struct Validator {
     telemetry_enabled: bool,
     /// Where relative file names start (`None`: the working directory).
     base: Option<PathBuf>,
+    /// The system's trust anchors, once an `https://` upstream needed them.
+    system_roots: Option<Arc<rustls::RootCertStore>>,
 }
 
 impl Validator {
@@ -130,7 +134,7 @@ impl Validator {
         let policies = self.policies(raw.policies);
         let memory = self.memory(raw.memory);
         let admin = self.admin(raw.admin);
-        let mut pools: Vec<SocketAddr> = Vec::new();
+        let mut pools: Vec<PoolKey> = Vec::new();
         let mut routes = Vec::new();
         if raw.routes.rule.is_empty() {
             self.err("routes.rule", "at least one [[routes.rule]] is required");
@@ -330,7 +334,7 @@ impl Validator {
         &mut self,
         path: &str,
         mut raw: RawRule,
-        pools: &mut Vec<SocketAddr>,
+        pools: &mut Vec<PoolKey>,
         policies: &Policies,
     ) -> Option<Route> {
         let before = self.errors.len();
@@ -405,15 +409,12 @@ impl Validator {
         }
         let filters = self.filters(&format!("{path}.filters"), raw.filters.take());
         let health_check = self.health_check(&format!("{path}.health_check"), raw.health_check);
-        if health_check.is_some()
-            && upstreams
-                .iter()
-                .any(|u| u.protocol == UpstreamProtocol::H2c)
-        {
-            // Probes are HTTP/1.1 requests, which an h2c-only server refuses.
+        if health_check.is_some() && upstreams.iter().any(|u| u.protocol.is_h2()) {
+            // Probes are HTTP/1.1 requests, which an HTTP/2-only server
+            // refuses.
             self.err(
                 format!("{path}.health_check"),
-                "health checks of protocol = \"h2c\" upstreams are not supported yet",
+                "health checks of HTTP/2 upstreams (protocol = \"h2c\" or \"h2\") are not supported yet",
             );
         }
         let retry = raw.retry.map(|r| self.retry(&format!("{path}.retry"), r));
@@ -475,106 +476,10 @@ impl Validator {
             self.err(path, "header value must not contain CR, LF or NUL");
         }
     }
-
-    fn upstream(
-        &mut self,
-        path: &str,
-        raw: RawUpstream,
-        policy: Policy,
-        pools: &mut Vec<SocketAddr>,
-    ) -> Option<Upstream> {
-        if raw.name.trim().is_empty() {
-            self.err(format!("{path}.name"), "must not be empty");
-        }
-        let weight = self.count(&format!("{path}.weight"), raw.weight, (1, 1000), 1) as u32;
-        if !policy.uses_weights() && weight != 1 {
-            self.err(
-                format!("{path}.weight"),
-                format!("weights apply only with policy = \"weighted\", \"random\" or \"consistent_hash\" (this route is {policy})"),
-            );
-        }
-        let intents = raw.intent.unwrap_or_default();
-        for (k, i) in intents.iter().enumerate() {
-            if i.trim().is_empty() {
-                self.err(format!("{path}.intent[{k}]"), "must not be empty");
-            }
-        }
-        let protocol = match raw.protocol.as_deref() {
-            None | Some("h1") => UpstreamProtocol::H1,
-            Some("h2c") => UpstreamProtocol::H2c,
-            Some("h2") => {
-                self.err(
-                    format!("{path}.protocol"),
-                    "\"h2\" (HTTP/2 over TLS) is not supported yet: DAO has no TLS upstreams; \"h2c\" is HTTP/2 in cleartext",
-                );
-                UpstreamProtocol::H1
-            }
-            Some(other) => {
-                self.err(
-                    format!("{path}.protocol"),
-                    format!("{other:?} is not one of \"h1\", \"h2c\""),
-                );
-                UpstreamProtocol::H1
-            }
-        };
-        let (addr, authority) = match parse_url(&raw.url) {
-            Ok(v) => v,
-            Err(message) => {
-                self.err(format!("{path}.url"), message);
-                return None;
-            }
-        };
-        let pool = match pools.iter().position(|a| *a == addr) {
-            Some(p) => p,
-            None => {
-                pools.push(addr);
-                pools.len() - 1
-            }
-        };
-        Some(Upstream {
-            name: raw.name,
-            addr,
-            authority,
-            weight,
-            intents,
-            pool,
-            protocol,
-        })
-    }
 }
 
 fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// `http://host[:port][/]` → resolved address and `host:port`.
-fn parse_url(url: &str) -> Result<(SocketAddr, String), String> {
-    if url.starts_with("https://") {
-        return Err("https upstreams are not supported yet".into());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!("{url:?} must start with http://"));
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    if authority.is_empty() {
-        return Err(format!("{url:?} has no host"));
-    }
-    if authority.contains(['/', '?', '#', '@']) {
-        return Err(format!(
-            "{url:?}: paths, queries and credentials in upstream URLs are not supported"
-        ));
-    }
-    let with_port = if authority.ends_with(']') || !authority.contains(':') {
-        format!("{authority}:80")
-    } else {
-        authority.to_string()
-    };
-    let addr = with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {authority:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{authority:?} resolves to no address"))?;
-    Ok((addr, with_port))
 }
 
 #[cfg(test)]

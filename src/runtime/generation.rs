@@ -15,7 +15,6 @@
 //! names the address), the Sense recorder, buffers.
 
 use std::cell::RefCell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -24,7 +23,7 @@ use crate::align::breaker::Load;
 use crate::align::CircuitBreaker;
 use crate::flow::ratelimit::Limiter;
 use crate::flow::Chain;
-use crate::memory::{Config, Policy};
+use crate::memory::{Config, Policy, PoolKey};
 use crate::sense::Slots;
 
 /// One applied config as one core runs it.
@@ -63,8 +62,8 @@ struct Mapped {
 /// The worker's side of generations: the addresses it has pooled so far.
 #[derive(Default)]
 pub(crate) struct Addresses {
-    /// Per pool number, the address and its load gauges.
-    known: Vec<(SocketAddr, Rc<Load>)>,
+    /// Per pool number, the upstream (address and TLS) and its gauges.
+    known: Vec<(PoolKey, Rc<Load>)>,
 }
 
 impl Addresses {
@@ -73,11 +72,11 @@ impl Addresses {
     fn map(&mut self, config: &Config) -> Mapped {
         let mut pools = Vec::with_capacity(config.pools.len());
         let mut loads = Vec::with_capacity(config.pools.len());
-        for addr in &config.pools {
-            let id = match self.known.iter().position(|(a, _)| a == addr) {
+        for key in &config.pools {
+            let id = match self.known.iter().position(|(k, _)| k == key) {
                 Some(id) => id,
                 None => {
-                    self.known.push((*addr, Rc::new(Load::default())));
+                    self.known.push((key.clone(), Rc::new(Load::default())));
                     self.known.len() - 1
                 }
             };

@@ -1,5 +1,6 @@
 //! HTTP/2 upstream connections: a per-core pool of h2c (cleartext, prior
-//! knowledge) connections, each carrying many concurrent streams.
+//! knowledge) and h2 (TLS, agreed by ALPN) connections, each carrying many
+//! concurrent streams.
 //!
 //! Per upstream address the pool keeps up to `max_connections` connections
 //! (`proxy.h2_max_connections_per_upstream`). A request leases one stream
@@ -33,13 +34,17 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use h2::client::{ResponseFuture, SendRequest};
 use h2::{RecvStream, SendStream};
-use monoio::net::TcpStream;
 use monoio_compat::StreamWrapper;
+use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::pool::ConnectError;
+use super::pool::{open_stream, ConnectError};
+use super::tls::Clients;
 use crate::align::breaker::{CircuitBreaker, Held, Limit};
 use crate::clock;
+use crate::gate::h2::io::{socket, TlsIo};
 use crate::gate::io::within;
+use crate::gate::ClientStream;
+use crate::memory::Upstream;
 
 /// Each stream's receive window: what a server may send ahead of the
 /// client reading it, per response.
@@ -462,10 +467,12 @@ impl Drop for Connecting<'_> {
     }
 }
 
-/// The h2c connections of one worker, per upstream address (numbered as
-/// in [`super::Pool`]).
+/// The HTTP/2 connections of one worker, per upstream address (numbered
+/// as in [`super::Pool`]).
 pub struct H2Pool {
     addrs: RefCell<Vec<Addr>>,
+    /// The worker's TLS client settings (h2 upstreams).
+    tls: Rc<Clients>,
     max_connections: Cell<usize>,
     idle_timeout: Cell<Duration>,
     opened: Cell<u64>,
@@ -475,9 +482,10 @@ pub struct H2Pool {
 impl H2Pool {
     /// An empty pool: `max_connections` per address, connections without
     /// streams closed after `idle_timeout`.
-    pub fn new(max_connections: usize, idle_timeout: Duration) -> H2Pool {
+    pub(crate) fn new(max_connections: usize, idle_timeout: Duration, tls: Rc<Clients>) -> H2Pool {
         H2Pool {
             addrs: RefCell::new(Vec::new()),
+            tls,
             max_connections: Cell::new(max_connections.max(1)),
             idle_timeout: Cell::new(idle_timeout),
             opened: Cell::new(0),
@@ -543,13 +551,13 @@ impl H2Pool {
         self.addrs.borrow().get(pool).map_or(0, |a| a.conns.len())
     }
 
-    /// Leases a stream slot to address `pool` (at `addr`): on the open
+    /// Leases a stream slot to `upstream`, address `pool`: on the open
     /// connection with the most room, else on a new one, else the first to
     /// free up within `limits.wait`. `open` is the address's gauge of open
     /// connections, which a new connection joins.
     pub async fn lease(
         &self,
-        (pool, addr): (usize, SocketAddr),
+        (pool, upstream): (usize, &Upstream),
         open: &Rc<Cell<u32>>,
         admission: Admission<'_>,
         limits: Limits,
@@ -593,7 +601,7 @@ impl H2Pool {
                     drop(waiting.take());
                     let _pending = Held::new(admission.pending);
                     self.opened.set(self.opened.get() + 1);
-                    let entry = connect(addr, limits.connect, (open, &waiters))
+                    let entry = connect(upstream, &self.tls, limits.connect, (open, &waiters))
                         .await
                         .map_err(LeaseError::Connect)?;
                     let slot = Slot::new(&entry.state);
@@ -669,23 +677,50 @@ impl H2Pool {
     }
 }
 
-/// Opens an h2c connection to `addr` within `timeout`: TCP, the preface
-/// and SETTINGS, then a PING answered (the server's SETTINGS come before
-/// its answer). The connection's task is spawned on the worker.
+/// Opens an HTTP/2 connection to `upstream` within `timeout`: TCP (and
+/// TLS, whose ALPN must choose `h2`), the preface and SETTINGS, then a
+/// PING answered (the server's SETTINGS come before its answer). The
+/// connection's task is spawned on the worker.
 async fn connect(
-    addr: SocketAddr,
+    upstream: &Upstream,
+    clients: &Clients,
     timeout: Duration,
-    (open, waiters): (&Rc<Cell<u32>>, &Rc<Waiters>),
+    counts: (&Rc<Cell<u32>>, &Rc<Waiters>),
 ) -> Result<Entry, ConnectError> {
     let deadline = clock::now() + timeout;
-    let left = || deadline.saturating_duration_since(clock::now());
-    let tcp = match within(timeout, TcpStream::connect(addr)).await {
+    let stream = match within(timeout, open_stream(upstream.addr, upstream, clients)).await {
         None => return Err(ConnectError::Timeout),
         Some(Err(e)) => return Err(ConnectError::Io(e)),
         Some(Ok(s)) => s,
     };
-    let _ = tcp.set_nodelay(true);
-    let io = StreamWrapper::new_with_buffer_size(tcp, IO_BUF, IO_BUF);
+    match stream {
+        ClientStream::Plain(tcp) => {
+            let io = StreamWrapper::new_with_buffer_size(tcp, IO_BUF, IO_BUF);
+            start(io, upstream.addr, deadline, counts).await
+        }
+        ClientStream::Tls(tls) if tls.is_h2() => {
+            let (tcp, conn, early) = tls.into_parts();
+            let io = TlsIo::new(socket(tcp), conn, early);
+            start(io, upstream.addr, deadline, counts).await
+        }
+        ClientStream::Tls(_) => Err(ConnectError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the upstream did not choose HTTP/2 (ALPN h2) in its TLS handshake",
+        ))),
+    }
+}
+
+/// The HTTP/2 handshake over `io`, before `deadline`.
+async fn start<T>(
+    io: T,
+    addr: SocketAddr,
+    deadline: Instant,
+    (open, waiters): (&Rc<Cell<u32>>, &Rc<Waiters>),
+) -> Result<Entry, ConnectError>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let left = || deadline.saturating_duration_since(clock::now());
     let handshake = h2::client::Builder::new()
         .initial_window_size(STREAM_WINDOW)
         .initial_connection_window_size(CONNECTION_WINDOW)
@@ -722,11 +757,13 @@ async fn connect(
 
 /// Drives one connection until it ends (every handle gone and its streams
 /// done, a GOAWAY, or a failure); then it takes no new streams.
-async fn drive(
-    connection: h2::client::Connection<StreamWrapper<TcpStream>, Bytes>,
+async fn drive<T>(
+    connection: h2::client::Connection<T, Bytes>,
     state: Rc<ConnState>,
     addr: SocketAddr,
-) {
+) where
+    T: AsyncRead + AsyncWrite + Unpin,
+{
     if let Err(e) = connection.await {
         tracing::debug!(%addr, error = %e, "h2 upstream connection ended");
     }

@@ -20,30 +20,52 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-/// An open upstream connection, counted in its address's open gauge until
-/// it is dropped.
-#[derive(Debug)]
-pub struct UpstreamConn {
-    stream: TcpStream,
-    open: Rc<Cell<u32>>,
+use super::tls::Clients;
+use crate::gate::io::within;
+use crate::gate::ClientStream;
+use crate::memory::Upstream;
+
+/// An open upstream connection (plain or TLS), counted in its address's
+/// open gauge until it is dropped.
+pub(crate) struct UpstreamConn {
+    stream: ClientStream,
+    open: Counted,
+}
+
+/// A place in an address's gauge of open connections, left when dropped.
+pub(crate) struct Counted(Rc<Cell<u32>>);
+
+impl Counted {
+    fn new(gauge: Rc<Cell<u32>>) -> Counted {
+        gauge.set(gauge.get() + 1);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.set(self.0.get().saturating_sub(1));
+    }
+}
+
+impl UpstreamConn {
+    /// The stream, and its place in the gauge (for a tunnel, which keeps
+    /// the connection counted while it relays).
+    pub(crate) fn into_parts(self) -> (ClientStream, Counted) {
+        (self.stream, self.open)
+    }
 }
 
 impl Deref for UpstreamConn {
-    type Target = TcpStream;
-    fn deref(&self) -> &TcpStream {
+    type Target = ClientStream;
+    fn deref(&self) -> &ClientStream {
         &self.stream
     }
 }
 
 impl DerefMut for UpstreamConn {
-    fn deref_mut(&mut self) -> &mut TcpStream {
+    fn deref_mut(&mut self) -> &mut ClientStream {
         &mut self.stream
-    }
-}
-
-impl Drop for UpstreamConn {
-    fn drop(&mut self) {
-        self.open.set(self.open.get().saturating_sub(1));
     }
 }
 
@@ -79,13 +101,17 @@ pub struct Pool {
     idle_timeout: Cell<Duration>,
     opened: Cell<u64>,
     reused: Cell<u64>,
+    /// This worker's TLS client settings for `https://` upstreams.
+    tls: Rc<Clients>,
 }
 
 impl Pool {
     /// A pool for `pools` upstream addresses.
     pub fn new(pools: usize, max_idle: usize, idle_timeout: Duration) -> Pool {
+        let tls = Rc::new(Clients::default());
         let pool = Pool {
-            h2: super::h2::H2Pool::new(2, idle_timeout),
+            h2: super::h2::H2Pool::new(2, idle_timeout, tls.clone()),
+            tls,
             stacks: RefCell::new(Vec::new()),
             open: RefCell::new(Vec::new()),
             live: RefCell::new(Vec::new()),
@@ -136,21 +162,23 @@ impl Pool {
         &self.h2
     }
 
-    /// Leases an HTTP/2 stream to upstream `pool` at `addr` (see
-    /// [`super::h2::H2Pool::lease`]); a new connection is counted in the
-    /// address's open gauge with the HTTP/1.1 ones.
+    /// Leases an HTTP/2 stream to `upstream`, whose pool is number `pool`
+    /// (see [`super::h2::H2Pool::lease`]); a new connection is counted in
+    /// the address's open gauge with the HTTP/1.1 ones.
     pub async fn h2_lease(
         &self,
-        (pool, addr): (usize, SocketAddr),
+        (pool, upstream): (usize, &Upstream),
         admission: super::h2::Admission<'_>,
         limits: super::h2::Limits,
     ) -> Result<super::h2::Lease, super::h2::LeaseError> {
         let open = self.open.borrow()[pool].clone();
-        self.h2.lease((pool, addr), &open, admission, limits).await
+        self.h2
+            .lease((pool, upstream), &open, admission, limits)
+            .await
     }
 
     /// Takes the warmest idle connection to upstream `pool`, if one is fresh.
-    pub fn take(&self, pool: usize, now: Instant) -> Option<UpstreamConn> {
+    pub(crate) fn take(&self, pool: usize, now: Instant) -> Option<UpstreamConn> {
         let mut stacks = self.stacks.borrow_mut();
         let stack = &mut stacks[pool];
         while let Some(idle) = stack.pop() {
@@ -164,7 +192,7 @@ impl Pool {
 
     /// Returns a connection whose last response was complete (closed
     /// instead when its address was retired by a reload).
-    pub fn put(&self, pool: usize, stream: UpstreamConn, now: Instant) {
+    pub(crate) fn put(&self, pool: usize, stream: UpstreamConn, now: Instant) {
         if !self.live.borrow()[pool] {
             return;
         }
@@ -175,25 +203,24 @@ impl Pool {
         }
     }
 
-    /// Opens a new connection to `addr`, the address of `pool`, within
-    /// `timeout`; it goes back with `put` when it may be reused.
-    pub async fn connect(
+    /// Opens a new connection to `upstream`, whose pool is number `pool`,
+    /// within `timeout` (its TLS handshake included); it goes back with
+    /// `put` when it may be reused.
+    pub(crate) async fn connect(
         &self,
         pool: usize,
-        addr: SocketAddr,
+        upstream: &Upstream,
         timeout: Duration,
     ) -> Result<UpstreamConn, ConnectError> {
         self.opened.set(self.opened.get() + 1);
-        match monoio::time::timeout(timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => {
-                // Heads and small bodies go out in one write; do not wait.
-                let _ = stream.set_nodelay(true);
-                let open = self.open.borrow()[pool].clone();
-                open.set(open.get() + 1);
-                Ok(UpstreamConn { stream, open })
-            }
-            Ok(Err(e)) => Err(ConnectError::Io(e)),
-            Err(_) => Err(ConnectError::Timeout),
+        let open = self.open.borrow()[pool].clone();
+        match within(timeout, open_stream(upstream.addr, upstream, &self.tls)).await {
+            Some(Ok(stream)) => Ok(UpstreamConn {
+                stream,
+                open: Counted::new(open),
+            }),
+            Some(Err(e)) => Err(ConnectError::Io(e)),
+            None => Err(ConnectError::Timeout),
         }
     }
 
@@ -203,7 +230,7 @@ impl Pool {
     /// task of its own). For HTTP/2 downstreams (gRPC end to end).
     pub async fn h2_send(
         &self,
-        target: (usize, SocketAddr),
+        target: (usize, &Upstream),
         (admission, limits): (super::h2::Admission<'_>, super::h2::Limits),
         req: http::Request<()>,
         body: Option<h2::RecvStream>,
@@ -248,6 +275,21 @@ impl Pool {
             h2_reused,
         }
     }
+}
+
+/// A new connection to `addr`, with `upstream`'s TLS when it has some.
+pub(crate) async fn open_stream(
+    addr: SocketAddr,
+    upstream: &Upstream,
+    clients: &Clients,
+) -> std::io::Result<ClientStream> {
+    let tcp = TcpStream::connect(addr).await?;
+    // Heads and small bodies go out in one write; do not wait.
+    let _ = tcp.set_nodelay(true);
+    Ok(match &upstream.tls {
+        None => ClientStream::Plain(tcp),
+        Some(tls) => ClientStream::Tls(Box::new(clients.handshake(tcp, tls).await?)),
+    })
 }
 
 /// Why an upstream connection could not be opened.

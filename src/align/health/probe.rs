@@ -1,11 +1,14 @@
-//! One health probe: a blocking HTTP/1.1 `GET` over `std::net`, judged by
-//! its status line alone, connect and read together within the timeout.
+//! One health probe: a blocking HTTP/1.1 `GET` over `std::net` (over TLS
+//! for `https://` upstreams), judged by its status line alone, connect,
+//! handshake and read together within the timeout.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::clock;
+use crate::memory::UpstreamTls;
 
 /// Longest status line read.
 const MAX_LINE: usize = 512;
@@ -18,17 +21,44 @@ pub(super) fn request(path: &str, host: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Sends `request` to `addr` and returns the response's status, or why
-/// there was none within `timeout`.
-pub(super) fn status(addr: SocketAddr, request: &[u8], timeout: Duration) -> Result<u16, String> {
+/// Sends `request` to `addr` (over TLS with `tls`) and returns the
+/// response's status, or why there was none within `timeout`.
+pub(super) fn status(
+    addr: SocketAddr,
+    tls: Option<&Arc<UpstreamTls>>,
+    request: &[u8],
+    timeout: Duration,
+) -> Result<u16, String> {
     let deadline = clock::now() + timeout;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| match e.kind() {
         ErrorKind::TimedOut | ErrorKind::WouldBlock => "connect timed out".to_string(),
         _ => format!("connect: {e}"),
     })?;
-    s.set_write_timeout(Some(left(deadline)?))
+    let sock = s.try_clone().map_err(|e| e.to_string())?;
+    match tls {
+        None => exchange(s, &sock, request, deadline),
+        Some(tls) => {
+            let conn = rustls::ClientConnection::new(tls.client.clone(), tls.server_name.clone())
+                .map_err(|e| format!("TLS: {e}"))?;
+            exchange(rustls::StreamOwned::new(conn, s), &sock, request, deadline)
+        }
+    }
+}
+
+/// Writes `request` on `s` and reads up to the status line; `sock` is the
+/// socket beneath, whose timeouts bound each step.
+fn exchange<S: Read + Write>(
+    mut s: S,
+    sock: &TcpStream,
+    request: &[u8],
+    deadline: Instant,
+) -> Result<u16, String> {
+    sock.set_write_timeout(Some(left(deadline)?))
+        .map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(left(deadline)?))
         .map_err(|e| e.to_string())?;
     s.write_all(request).map_err(|e| io_error("write", &e))?;
+    s.flush().map_err(|e| io_error("write", &e))?;
     let mut buf = [0u8; MAX_LINE];
     let mut len = 0;
     loop {
@@ -38,7 +68,7 @@ pub(super) fn status(addr: SocketAddr, request: &[u8], timeout: Duration) -> Res
         if len == buf.len() {
             return Err("status line too long".into());
         }
-        s.set_read_timeout(Some(left(deadline)?))
+        sock.set_read_timeout(Some(left(deadline)?))
             .map_err(|e| e.to_string())?;
         match s.read(&mut buf[len..]) {
             Ok(0) => return Err("closed before a status line".into()),
@@ -134,17 +164,17 @@ mod tests {
         let t = Duration::from_secs(2);
         let req = request("/hz", "h");
         let ok = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial");
-        assert_eq!(status(ok, &req, t), Ok(200));
+        assert_eq!(status(ok, None, &req, t), Ok(200));
         let sick = serve_once(b"HTTP/1.1 503 Service Unavailable\r\n\r\n");
-        assert_eq!(status(sick, &req, t), Ok(503));
+        assert_eq!(status(sick, None, &req, t), Ok(503));
         let silent = serve_once(b"HTTP/1.1 200");
-        let e = status(silent, &req, Duration::from_millis(100)).unwrap_err();
+        let e = status(silent, None, &req, Duration::from_millis(100)).unwrap_err();
         assert_eq!(e, "timed out");
         let dead = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap();
-        let e = status(dead, &req, t).unwrap_err();
+        let e = status(dead, None, &req, t).unwrap_err();
         assert!(e.starts_with("connect:"), "{e}");
     }
 }

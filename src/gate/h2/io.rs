@@ -17,7 +17,7 @@ use std::task::{ready, Context, Poll};
 
 use monoio::net::TcpStream;
 use monoio_compat::StreamWrapper;
-use rustls::ServerConnection;
+use rustls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// The size of the socket adapter's read and write buffers: one TLS
@@ -97,7 +97,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
 /// I/O traits: plaintext in and out, records to and from `io`.
 pub(crate) struct TlsIo<T> {
     io: T,
-    tls: ServerConnection,
+    tls: Connection,
     /// Ciphertext read from `io`; `rx[rx_at..rx_end]` is not in rustls yet.
     rx: Box<[u8]>,
     rx_at: usize,
@@ -114,7 +114,7 @@ pub(crate) struct TlsIo<T> {
 impl<T: AsyncRead + AsyncWrite + Unpin> TlsIo<T> {
     /// Continues `tls` over `io`; `early` is ciphertext already read from
     /// the socket that rustls has not taken.
-    pub(crate) fn new(io: T, tls: ServerConnection, early: Vec<u8>) -> TlsIo<T> {
+    pub(crate) fn new(io: T, tls: Connection, early: Vec<u8>) -> TlsIo<T> {
         let mut rx = vec![0u8; RX_SIZE.max(early.len())].into_boxed_slice();
         rx[..early.len()].copy_from_slice(&early);
         TlsIo {

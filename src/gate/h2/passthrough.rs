@@ -49,7 +49,7 @@ pub(super) async fn exchange(
         wait: timeout,
     };
     s.tally.sending();
-    let target = (gen.pools[upstream.pool], upstream.addr);
+    let target = (gen.pools[upstream.pool], upstream);
     let sent = worker.pool.h2_send(
         target,
         (admission, limits),

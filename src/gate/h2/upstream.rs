@@ -26,7 +26,6 @@ use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
 use http::header::{HeaderName, HeaderValue, VIA};
 use http::{HeaderMap, Response, StatusCode};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 
 use super::stream::{append_lines, Stream};
 use crate::align::breaker::Held;
@@ -35,8 +34,7 @@ use crate::error::ProxyError;
 use crate::flow::{Headers, ResponseCx};
 use crate::gate::attempt::{connect, upstream_error};
 use crate::gate::exchange::retry_after_us;
-use crate::gate::io::{read_more, within, IoFail};
-use crate::memory::UpstreamProtocol;
+use crate::gate::io::{within, IoFail};
 use crate::proto::h1::head::write_request_head;
 use crate::proto::h1::response::is_interim;
 use crate::proto::h1::{parse_response, BodyKind, BodyState, HeaderKind, ResponseHead};
@@ -161,7 +159,7 @@ pub(super) async fn exchange(
         }
     }
     let _request = Held::new(&load.requests);
-    if upstream.protocol == UpstreamProtocol::H2c {
+    if upstream.protocol.is_h2() {
         let sticky = sticky
             .filter(|&had| had != Some(picked))
             .map(|_| (route_index, picked));
@@ -253,7 +251,7 @@ async fn send_and_read_head(
         let (error, _) = upstream_error(e);
         Err(Outcome::Failed(error))
     };
-    let sent = crate::gate::io::write_all(up, &mut bufs.out, read_timeout).await;
+    let sent = up.write_all(&mut bufs.out, read_timeout).await;
     match sent {
         Ok(()) => {}
         Err(IoFail::Eof | IoFail::Io(_)) if reused && replayable => {
@@ -261,7 +259,7 @@ async fn send_and_read_head(
             *up = connect((&worker, &gen), upstream, None)
                 .await
                 .map_err(|(e, _)| Outcome::Failed(e))?;
-            if let Err(e) = crate::gate::io::write_all(up, &mut bufs.out, read_timeout).await {
+            if let Err(e) = up.write_all(&mut bufs.out, read_timeout).await {
                 return failed(e);
             }
         }
@@ -306,7 +304,7 @@ async fn send_and_read_head(
         if bufs.up.len() == bufs.up.capacity() {
             bufs.up.reserve(bufs.up.capacity().max(4096));
         }
-        match read_more(up, &mut bufs.up, left).await {
+        match up.read_more(&mut bufs.up, left).await {
             Ok(_) => {}
             Err(IoFail::Eof | IoFail::Io(_)) if reused && replayable && bufs.up.is_empty() => {
                 // A pooled connection the upstream had closed.
@@ -314,7 +312,7 @@ async fn send_and_read_head(
                 *up = connect((&worker, &gen), upstream, None)
                     .await
                     .map_err(|(e, _)| Outcome::Failed(e))?;
-                if let Err(e) = crate::gate::io::write_all(up, &mut bufs.out, read_timeout).await {
+                if let Err(e) = up.write_all(&mut bufs.out, read_timeout).await {
                     return failed(e);
                 }
             }
@@ -363,15 +361,13 @@ async fn send_body(
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(&data);
             out.extend_from_slice(b"\r\n");
-            crate::gate::io::write_all(up, out, read_timeout)
+            up.write_all(out, read_timeout)
                 .await
                 .map_err(upstream_failed)?;
         } else {
-            match within(read_timeout, up.write_all(data)).await {
-                None => return Err(upstream_failed(IoFail::Timeout)),
-                Some((Err(e), _)) => return Err(upstream_failed(IoFail::Io(e))),
-                Some((Ok(_), _)) => {}
-            }
+            up.write_bytes(data, read_timeout)
+                .await
+                .map_err(upstream_failed)?;
         }
         let _ = body.flow_control().release_capacity(n);
     }
@@ -387,7 +383,7 @@ async fn send_body(
             }
         }
         out.extend_from_slice(b"\r\n");
-        crate::gate::io::write_all(up, out, read_timeout)
+        up.write_all(out, read_timeout)
             .await
             .map_err(upstream_failed)?;
     }
@@ -500,7 +496,7 @@ async fn respond_down(
         }
         read.reserve(READ_SIZE);
         let buf = std::mem::take(&mut read);
-        let got = or_reset_send(&mut send, within(limit, up.read(buf))).await;
+        let got = or_reset_send(&mut send, within(limit, up.read_bytes(buf))).await;
         let (res, buf) = match got {
             None => return (Outcome::Abort(reset()), false),
             Some(None) => return (Outcome::Abort(ProxyError::UpstreamTimeout), false),

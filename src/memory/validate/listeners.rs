@@ -188,7 +188,7 @@ impl Validator {
 
     /// A file named in the config: relative paths start from the config
     /// file's directory (the working directory for config text).
-    fn file(&mut self, path: &str, name: &str) -> Option<(PathBuf, Vec<u8>)> {
+    pub(super) fn file(&mut self, path: &str, name: &str) -> Option<(PathBuf, Vec<u8>)> {
         let full = match &self.base {
             Some(base) => base.join(name),
             None => PathBuf::from(name),
@@ -203,7 +203,11 @@ impl Validator {
     }
 
     /// Reads the certificates of a PEM file (at least one).
-    fn pem_certs(&mut self, path: &str, name: &str) -> Option<Vec<CertificateDer<'static>>> {
+    pub(super) fn pem_certs(
+        &mut self,
+        path: &str,
+        name: &str,
+    ) -> Option<Vec<CertificateDer<'static>>> {
         let (full, bytes) = self.file(path, name)?;
         match CertificateDer::pem_slice_iter(&bytes).collect::<Result<Vec<_>, _>>() {
             Ok(certs) if certs.is_empty() => {

@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::align::retry::RetryOn;
-use crate::memory::LogDestination;
+use crate::memory::{LogDestination, UpstreamProtocol};
 
 const GOOD: &str = r#"
 [server]
@@ -87,14 +87,130 @@ fn good_config_loads() {
 }
 
 #[test]
-fn not_supported_yet_names_the_field() {
-    let text = GOOD.replace("url = \"http://", "url = \"https://");
-    let errs = errors(&text);
-    assert!(
-        errs.iter()
-            .any(|e| e.ends_with("https upstreams are not supported yet")),
-        "{errs:?}"
+fn https_upstreams_take_tls_settings_and_pool_apart() {
+    // verify = false needs no trust anchors: nothing else to set up.
+    let text = GOOD.replacen(
+        "url = \"http://127.0.0.1:8082/\"",
+        "url = \"https://127.0.0.1:8082/\"\n  protocol = \"h2\"\n  tls = { verify = false, server_name = \"api.internal\" }",
+        1,
     );
+    let c = parse(&text).unwrap();
+    let up = &c.routes[0].upstreams[1];
+    assert_eq!(up.protocol, UpstreamProtocol::H2);
+    let tls = up.tls.as_ref().expect("https means TLS");
+    assert!(!tls.verify);
+    assert_eq!(tls.client.alpn_protocols, vec![b"h2".to_vec()]);
+    assert!(
+        tls.settings.contains("name=api.internal"),
+        "{}",
+        tls.settings
+    );
+    assert_eq!(up.authority, "127.0.0.1:8082");
+    // The same address in cleartext would be another pool.
+    assert!(c.pools[up.pool].tls.is_some());
+    let plain = crate::memory::PoolKey {
+        addr: up.addr,
+        tls: None,
+    };
+    assert!(c.pools[up.pool] != plain);
+    assert!(c.routes[0].upstreams[0].tls.is_none());
+    // https:// without a port is 443.
+    let text = GOOD.replacen(
+        "url = \"http://127.0.0.1:8082/\"",
+        "url = \"https://127.0.0.1\"\n  tls = { verify = false }",
+        1,
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.routes[0].upstreams[1].addr.port(), 443);
+    assert_eq!(
+        c.routes[0].upstreams[1]
+            .tls
+            .as_ref()
+            .unwrap()
+            .client
+            .alpn_protocols,
+        vec![b"http/1.1".to_vec()]
+    );
+}
+
+#[test]
+fn upstream_tls_errors_name_the_field() {
+    let with = |url: &str, rest: &str| {
+        GOOD.replacen(
+            "url = \"http://127.0.0.1:8082/\"",
+            &format!("url = \"{url}\"\n  {rest}"),
+            1,
+        )
+    };
+    let field = "routes.rule[0].upstreams[1]";
+    let cases = [
+        (
+            with("http://127.0.0.1:8082", "tls = { verify = false }"),
+            format!("{field}.tls: applies to https:// upstreams only"),
+        ),
+        (
+            with("https://127.0.0.1:8082", "protocol = \"h2c\""),
+            format!("{field}.protocol: \"h2c\" is HTTP/2 in cleartext"),
+        ),
+        (
+            with("http://127.0.0.1:8082", "protocol = \"h2\""),
+            format!("{field}.protocol: \"h2\" is HTTP/2 over TLS"),
+        ),
+        (
+            with(
+                "https://127.0.0.1:8082",
+                "tls = { verify = false, ca = \"ca.pem\" }",
+            ),
+            format!("{field}.tls.ca: has no use with verify = false"),
+        ),
+        (
+            with(
+                "https://127.0.0.1:8082",
+                "tls = { verify = false, cert = \"c.pem\" }",
+            ),
+            format!("{field}.tls.key: cert needs its key"),
+        ),
+        (
+            with(
+                "https://127.0.0.1:8082",
+                "tls = { ca = \"/nonexistent/ca.pem\" }",
+            ),
+            format!("{field}.tls.ca: cannot read /nonexistent/ca.pem"),
+        ),
+        (
+            with(
+                "https://127.0.0.1:8082",
+                "tls = { verify = false, server_name = \"bad name!\" }",
+            ),
+            format!("{field}.tls.server_name: \"bad name!\" is not a DNS name"),
+        ),
+        (
+            with(
+                "https://127.0.0.1:8082",
+                "tls = { verify = false, min_version = \"1.1\" }",
+            ),
+            format!("{field}.tls.min_version: \"1.1\""),
+        ),
+        (
+            with(
+                "https://127.0.0.1:8082",
+                "tls = { verify = false, sni = \"x\" }",
+            ),
+            "unknown field `sni`".to_string(),
+        ),
+        (
+            with("ftp://127.0.0.1:8082", ""),
+            format!("{field}.url: \"ftp://127.0.0.1:8082\" must start with http:// or https://"),
+        ),
+    ];
+    for (text, want) in cases {
+        let errs = errors(&text);
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&want) || e.contains(&want)),
+            "want {want:?} in {errs:?}"
+        );
+    }
 }
 
 #[test]
@@ -954,17 +1070,10 @@ fn upstream_protocol_errors_name_the_field() {
             1,
         )
     };
-    let errs = errors(&with("\"h2\""));
-    assert!(
-        errs.iter()
-            .any(|e| e.starts_with("routes.rule[0].upstreams[1].protocol: ")
-                && e.contains("not supported yet")),
-        "{errs:?}"
-    );
     let errs = errors(&with("\"http/3\""));
     assert!(
         errs.iter().any(|e| e
-            == "routes.rule[0].upstreams[1].protocol: \"http/3\" is not one of \"h1\", \"h2c\""),
+            == "routes.rule[0].upstreams[1].protocol: \"http/3\" is not one of \"h1\", \"h2\", \"h2c\""),
         "{errs:?}"
     );
     // Health probes speak HTTP/1.1 only.
