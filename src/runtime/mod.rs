@@ -129,7 +129,14 @@ impl Server {
             })?),
             None => None,
         };
-        if !monoio::utils::detect_uring() {
+        // Probed on a thread of its own: the probe's ring, torn down by the
+        // kernel after it is closed, would otherwise queue work for the
+        // calling thread and cut one of its blocking calls short (EINTR),
+        // which an embedding program (a test client) does not expect.
+        let uring = std::thread::spawn(monoio::utils::detect_uring)
+            .join()
+            .unwrap_or(false);
+        if !uring {
             tracing::warn!("io_uring is not available: workers use the legacy epoll driver");
         }
         let mut registry = Registry::default();

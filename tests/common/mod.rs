@@ -11,6 +11,7 @@ use std::time::Duration;
 pub use dao::runtime::Server;
 
 pub mod pki;
+pub mod tls_backend;
 
 /// A request as a backend received it.
 #[derive(Debug, Clone, Default)]
@@ -128,7 +129,7 @@ pub fn respond(s: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &
     let _ = s.write_all(&all);
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Req> {
+pub fn read_request(r: &mut impl BufRead) -> Option<Req> {
     let mut line = String::new();
     if r.read_line(&mut line).ok()? == 0 {
         return None;
