@@ -741,6 +741,16 @@ fn h2_streams_relay_through_the_pool_api() {
 
     let up = H2Server::start(100);
     let upstream = up.addr;
+    let target = Rc::new(dao::memory::Upstream {
+        name: "h2c".into(),
+        addr: upstream,
+        authority: upstream.to_string(),
+        weight: 1,
+        intents: Vec::new(),
+        pool: 0,
+        protocol: dao::memory::UpstreamProtocol::H2c,
+        tls: None,
+    });
     let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .enable_timer()
         .build()
@@ -751,13 +761,14 @@ fn h2_streams_relay_through_the_pool_api() {
         let front = listener.local_addr().unwrap();
         // The downstream side: every stream goes upstream.
         let p = pool.clone();
+        let target = target.clone();
         monoio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut conn = h2::server::handshake(StreamWrapper::new(tcp))
                 .await
                 .unwrap();
             while let Some(Ok((req, mut respond))) = conn.accept().await {
-                let p = p.clone();
+                let (p, target) = (p.clone(), target.clone());
                 monoio::spawn(async move {
                     let (parts, body) = req.into_parts();
                     let mut out = http::Request::new(());
@@ -778,7 +789,7 @@ fn h2_streams_relay_through_the_pool_api() {
                     let timeouts = (Duration::from_secs(5), Duration::from_secs(5));
                     let (head, mut body) = p
                         .h2_send(
-                            (0, upstream),
+                            (0, &target),
                             (admission, limits),
                             out,
                             Some(body),
