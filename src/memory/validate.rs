@@ -180,6 +180,12 @@ impl Validator {
             .collect();
         intents.sort();
         intents.dedup();
+        let mut client_cert_headers: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref()?.client_cert_header.clone())
+            .collect();
+        client_cert_headers.sort();
+        client_cert_headers.dedup();
         Some(Config {
             server: server?,
             listeners,
@@ -193,6 +199,7 @@ impl Validator {
             source: Arc::from(""),
             memory,
             admin,
+            client_cert_headers,
         })
     }
 
