@@ -109,7 +109,7 @@ fn check(path: Option<PathBuf>) -> ExitCode {
                 if let Some(t) = &l.tls {
                     let names = t.certificates.names();
                     println!(
-                        "  listener {i} TLS: {} certificate(s) for {}; ALPN {}; from TLS {}; client certificates {:?}{}",
+                        "  listener {i} TLS: {} certificate(s) for {}; ALPN {}; from TLS {}; client certificates {:?}{}{}",
                         t.certificates.len(),
                         if names.is_empty() { "any name (default only)".to_string() } else { names.join(", ") },
                         t.alpn.join(", "),
@@ -118,6 +118,7 @@ fn check(path: Option<PathBuf>) -> ExitCode {
                             memory::TlsVersion::Tls13 => "1.3",
                         },
                         t.client_auth,
+                        t.client_cert_header.as_ref().map_or(String::new(), |h| format!(" (upstreams get {h})")),
                         if t.sni_strict { "; strict SNI" } else { "" },
                     );
                 }

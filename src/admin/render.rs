@@ -140,7 +140,8 @@ pub fn status(v: &Value) -> String {
     let uptime = v["uptime_s"].as_u64().map_or("-".to_string(), |s| {
         humantime::format_duration(Duration::from_secs(s)).to_string()
     });
-    pairs(&[
+    let tls = &v["tls"];
+    let mut lines = vec![
         ("version", text(&v["version"])),
         ("uptime", uptime),
         ("config epoch", text(&v["config_epoch"])),
@@ -157,7 +158,21 @@ pub fn status(v: &Value) -> String {
         ),
         ("last reload", last_reload),
         ("guard", guard),
-    ])
+    ];
+    // Only once a TLS listener has seen a connection.
+    if !tls.is_null() {
+        lines.push((
+            "tls",
+            format!(
+                "{} handshakes ({} resumed, {} with a client certificate), {} failed",
+                text(&tls["handshakes"]),
+                text(&tls["resumed"]),
+                text(&tls["client_certificates"]),
+                text(&tls["failures"]),
+            ),
+        ));
+    }
+    pairs(&lines)
 }
 
 /// `GET /api/v1/routes` as a table.

@@ -19,7 +19,7 @@ use crate::align::retry::Cause;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::memory::{Route, Upstream};
-use crate::proto::h1::head::{write_request_head, Forwarded};
+use crate::proto::h1::head::write_request_head;
 use crate::proto::h1::parse_response;
 use crate::proto::h1::response::is_interim;
 use crate::proto::h1::BodyState;
@@ -106,18 +106,7 @@ pub(super) async fn attempt(
     // client that sent none is the upstream's), and the body bytes that
     // came with it.
     debug_assert!(!req.consumed, "a consumed request is not tried again");
-    let fwd = Forwarded {
-        client_ip: conn.client_ip.as_bytes(),
-        proto: if conn.client.is_tls() {
-            b"https"
-        } else {
-            b"http"
-        },
-        extra: conn.edits.lines(),
-        drop: conn.edits.removed(),
-        default_host: upstream.authority.as_bytes(),
-        request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
-    };
+    let fwd = conn.forwarded(upstream);
     bufs.out.clear();
     write_request_head(&mut bufs.out, &conn.down, &conn.head, &fwd);
     let prefix = req.head_len..req.head_len + req.used;

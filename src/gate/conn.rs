@@ -21,8 +21,8 @@ use crate::align::router::{Field, Target};
 use crate::clock;
 use crate::error::ProxyError;
 use crate::flow::{Edits, Flow, Headers, Reply, RequestCx, State};
-use crate::memory::Config;
-use crate::proto::h1::head::{error_response, overloaded_response};
+use crate::memory::{Config, Upstream};
+use crate::proto::h1::head::{error_response, overloaded_response, CertHeader, Forwarded};
 use crate::proto::h1::{parse_request, BodyKind, RequestHead, ResponseHead};
 use crate::runtime::generation::Gen;
 use crate::runtime::worker::Worker;
@@ -235,6 +235,28 @@ impl Drop for InFlight {
 }
 
 impl Conn {
+    /// What the head sent to `upstream` adds and drops (the client's
+    /// address and scheme, the filters' edits, the request id, the client
+    /// certificate header).
+    pub(crate) fn forwarded<'a>(&'a self, upstream: &'a Upstream) -> Forwarded<'a> {
+        Forwarded {
+            client_ip: self.client_ip.as_bytes(),
+            proto: if self.client.is_tls() {
+                b"https"
+            } else {
+                b"http"
+            },
+            extra: self.edits.lines(),
+            drop: self.edits.removed(),
+            default_host: upstream.authority.as_bytes(),
+            request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
+            client_cert: CertHeader {
+                strip: &self.gen.config.client_cert_headers,
+                line: self.client.client_cert(),
+            },
+        }
+    }
+
     async fn one(&mut self) -> Next {
         let read = self.read_head().await;
         // The request runs under the config current now, to its end.

@@ -24,7 +24,7 @@ use crate::align::retry::Cause;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::memory::{Route, Upstream};
-use crate::proto::h1::head::{write_response_head, DownFraming, Forwarded};
+use crate::proto::h1::head::{write_response_head, DownFraming};
 use crate::proto::h1::{parse_response, BodyKind, BodyState};
 use crate::proto::h1h2;
 use crate::runtime::worker::Worker;
@@ -213,18 +213,7 @@ pub(super) async fn attempt(
 
 /// The request head as HTTP/2.
 fn translate(conn: &Conn, upstream: &Upstream) -> Result<http::Request<()>, h1h2::TranslateError> {
-    let fwd = Forwarded {
-        client_ip: conn.client_ip.as_bytes(),
-        proto: if conn.client.is_tls() {
-            b"https"
-        } else {
-            b"http"
-        },
-        extra: conn.edits.lines(),
-        drop: conn.edits.removed(),
-        default_host: upstream.authority.as_bytes(),
-        request_id: conn.request_id.as_ref().map_or(&[], |id| &id[..]),
-    };
+    let fwd = conn.forwarded(upstream);
     h1h2::request(&conn.down, &conn.head, &fwd)
 }
 

@@ -5,6 +5,7 @@
 
 mod ask;
 mod attempt;
+pub mod client_cert;
 mod conn;
 mod exchange;
 pub(crate) mod h2;

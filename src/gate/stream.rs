@@ -32,6 +32,16 @@ impl ClientStream {
         matches!(self, ClientStream::Tls(_))
     }
 
+    /// The header line with the client's verified certificate, for
+    /// upstreams (empty: none, or plain HTTP).
+    #[inline]
+    pub(crate) fn client_cert(&self) -> &[u8] {
+        match self {
+            ClientStream::Plain(_) => b"",
+            ClientStream::Tls(t) => t.client_cert(),
+        }
+    }
+
     // The operations below return the plain socket's future as it is (no
     // wrapper state, no larger variant beside it: that would be copied
     // with every call on the plain path) or a boxed TLS one, whose

@@ -18,13 +18,13 @@ use std::pin::pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use rustls::server::Acceptor;
-use rustls::{ClientConnection, Connection};
+use rustls::{ClientConnection, Connection, HandshakeKind};
 
 use super::conn::connection;
 use super::io::{within, IoFail};
@@ -32,6 +32,7 @@ use super::stream::ClientStream;
 use crate::clock;
 use crate::memory::Tls;
 use crate::runtime::worker::Worker;
+use crate::sense::tls::{Handshake, HandshakeFailure};
 
 /// Room for one whole TLS record (16 KiB of payload and its overhead).
 const RX_SIZE: usize = 16 * 1024 + 512;
@@ -59,6 +60,19 @@ pub(crate) enum HandshakeError {
     Timeout,
 }
 
+impl HandshakeError {
+    /// The reason Sense counts it under.
+    fn reason(&self) -> HandshakeFailure {
+        match self {
+            HandshakeError::Eof => HandshakeFailure::Eof,
+            HandshakeError::Io(_) => HandshakeFailure::Io,
+            HandshakeError::Tls(e) => HandshakeFailure::of_rustls(e),
+            HandshakeError::UnknownName(_) => HandshakeFailure::UnknownSni,
+            HandshakeError::Timeout => HandshakeFailure::Timeout,
+        }
+    }
+}
+
 impl From<IoFail> for HandshakeError {
     fn from(e: IoFail) -> HandshakeError {
         match e {
@@ -69,20 +83,29 @@ impl From<IoFail> for HandshakeError {
     }
 }
 
-/// Handshakes a client accepted on a TLS listener, then serves it.
-pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, worker: Rc<Worker>, tls: Arc<Tls>) {
+/// Handshakes a client accepted on the TLS listener bound to `listener`,
+/// then serves it.
+pub(crate) async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    worker: Rc<Worker>,
+    tls: Arc<Tls>,
+    listener: SocketAddr,
+) {
     let _ = tcp.set_nodelay(true);
+    let started = clock::now();
     let shake = AssertUnwindSafe(within(tls.handshake_timeout, handshake(tcp, &tls)))
         .catch_unwind()
         .await;
     let error = match shake {
-        // ALPN chose HTTP/2.
-        Ok(Some(Ok(stream))) if stream.is_h2() => {
-            super::h2::serve_tls(stream, peer, worker.clone()).await;
-            worker.connection_closed();
-            return;
-        }
-        Ok(Some(Ok(stream))) => {
+        Ok(Some(Ok(mut stream))) => {
+            stream.established(&worker, &tls, listener, started);
+            // ALPN chose HTTP/2.
+            if stream.is_h2() {
+                super::h2::serve_tls(stream, peer, worker.clone()).await;
+                worker.connection_closed();
+                return;
+            }
             let client = ClientStream::Tls(Box::new(stream));
             return connection(client, peer, worker).await;
         }
@@ -95,6 +118,9 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, worker: Rc<Worker>, 
         }
     };
     tracing::debug!(worker = worker.id, %peer, error = %error, "TLS handshake failed");
+    if let Some(rec) = &worker.recorder {
+        rec.borrow_mut().tls_failed(listener, error.reason());
+    }
     worker.connection_closed();
 }
 
@@ -154,6 +180,7 @@ pub(crate) async fn handshake(mut tcp: TcpStream, tls: &Tls) -> Result<TlsStream
         rx_at: at,
         tx: Vec::new(),
         torn: false,
+        client_cert: Box::default(),
     };
     stream.complete().await
 }
@@ -173,6 +200,7 @@ pub(crate) async fn connect(
         rx_at: 0,
         tx: Vec::new(),
         torn: false,
+        client_cert: Box::default(),
     };
     stream.complete().await
 }
@@ -219,9 +247,43 @@ pub(crate) struct TlsStream {
     /// A write was dropped mid-record (its deadline passed): the stream
     /// cannot carry another record.
     torn: bool,
+    /// The client certificate header line its requests carry upstream
+    /// (empty: none; see `client_cert`).
+    client_cert: Box<[u8]>,
 }
 
 impl TlsStream {
+    /// The handshake is done: counted in Sense, and the client
+    /// certificate's details made once for all the requests to come.
+    fn established(&mut self, worker: &Worker, tls: &Tls, listener: SocketAddr, started: Instant) {
+        let cert = self.tls.peer_certificates().and_then(|c| c.first());
+        if let (Some(name), Some(der)) = (&tls.client_cert_header, cert) {
+            self.client_cert = super::client_cert::header_line(name, der);
+        }
+        if let Some(rec) = &worker.recorder {
+            let h = Handshake {
+                version: Handshake::version_index(self.tls.protocol_version()),
+                alpn: Handshake::alpn_index(self.tls.alpn_protocol()),
+                resumed: self.tls.handshake_kind() == Some(HandshakeKind::Resumed),
+                client_cert: cert.is_some(),
+                duration_us: clock::now().saturating_duration_since(started).as_micros() as u64,
+            };
+            rec.borrow_mut().tls_completed(listener, &h);
+        }
+    }
+
+    /// The client certificate header line (`Name: value\r\n`) of the
+    /// connection's requests; empty when none.
+    pub(crate) fn client_cert(&self) -> &[u8] {
+        &self.client_cert
+    }
+
+    /// Takes the client certificate header line (for HTTP/2, whose
+    /// streams share it).
+    pub(crate) fn take_client_cert(&mut self) -> Box<[u8]> {
+        std::mem::take(&mut self.client_cert)
+    }
+
     /// Whether the two ends agreed on HTTP/2 (ALPN `h2`).
     pub(crate) fn is_h2(&self) -> bool {
         self.tls.alpn_protocol() == Some(b"h2")

@@ -41,6 +41,10 @@ pub struct Config {
     /// `[admin]`: the admin API's listener and token; `None` when the
     /// section is absent (no admin API).
     pub admin: Option<Admin>,
+    /// The `client_cert_header` of every TLS listener (lower case, each
+    /// once): removed from every client's request on every listener, so
+    /// that no client can pass one off as DAO's.
+    pub client_cert_headers: Vec<String>,
 }
 
 impl Config {
@@ -101,6 +105,10 @@ pub struct Tls {
     pub handshake_timeout: Duration,
     /// Whether clients present certificates.
     pub client_auth: ClientAuth,
+    /// The header (lower case) that carries a verified client
+    /// certificate's details upstream (see `gate::client_cert`); `None`:
+    /// they are not forwarded.
+    pub client_cert_header: Option<String>,
     /// ALPN protocols offered, in preference order.
     pub alpn: Vec<String>,
     /// Lowest TLS version accepted.

@@ -67,6 +67,7 @@ pub(crate) struct RawTls {
     pub(crate) min_version: Option<String>,
     pub(crate) client_ca: Option<String>,
     pub(crate) client_auth: Option<String>,
+    pub(crate) client_cert_header: Option<String>,
     pub(crate) handshake_timeout: Option<String>,
 }
 

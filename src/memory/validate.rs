@@ -184,6 +184,12 @@ impl Validator {
             .collect();
         intents.sort();
         intents.dedup();
+        let mut client_cert_headers: Vec<String> = listeners
+            .iter()
+            .filter_map(|l| l.tls.as_ref()?.client_cert_header.clone())
+            .collect();
+        client_cert_headers.sort();
+        client_cert_headers.dedup();
         Some(Config {
             server: server?,
             listeners,
@@ -197,6 +203,7 @@ impl Validator {
             source: Arc::from(""),
             memory,
             admin,
+            client_cert_headers,
         })
     }
 

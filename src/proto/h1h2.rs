@@ -50,9 +50,10 @@ pub fn accepts_trailers(buf: &[u8], head: &RequestHead) -> bool {
 /// (origin-form), `:scheme` http and `:authority` (the client's `Host` or
 /// absolute-form authority, else `fwd.default_host`); the headers less
 /// the hop-by-hop ones, `Host`, `Expect: 100-continue` (answered by the
-/// proxy) and those the filters drop; then `X-Forwarded-For` (the
-/// client's hops and this one), `X-Forwarded-Proto`, `Via`,
-/// `X-Request-Id` and the filters' additions. `te: trailers` passes when
+/// proxy), those the filters drop and the client certificate headers;
+/// then `X-Forwarded-For` (the client's hops and this one),
+/// `X-Forwarded-Proto`, `Via`, `X-Request-Id`, the client certificate
+/// header and the filters' additions. `te: trailers` passes when
 /// the client accepts trailers.
 pub fn request(
     buf: &[u8],
@@ -99,6 +100,9 @@ pub fn request(
         if !fwd.drop.is_empty() && fwd.drop.iter().any(|d| d.eq_ignore_ascii_case(name)) {
             continue;
         }
+        if fwd.client_cert.strips(name) {
+            continue;
+        }
         append(&mut headers, name, h.value.get(buf))?;
     }
     if accepts_trailers(buf, head) {
@@ -116,7 +120,12 @@ pub fn request(
     if !fwd.request_id.is_empty() {
         append(&mut headers, b"x-request-id", fwd.request_id)?;
     }
-    for line in fwd.extra.split(|&b| b == b'\n') {
+    for line in fwd
+        .client_cert
+        .line
+        .split(|&b| b == b'\n')
+        .chain(fwd.extra.split(|&b| b == b'\n'))
+    {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;

@@ -758,7 +758,7 @@ impl Reloader {
             "version": env!("CARGO_PKG_VERSION"),
             "uptime_s": clock::now().saturating_duration_since(self.started).as_secs(),
             "config_epoch": self.epoch,
-            "table_epoch": table.map_or(0, |t| t.epoch),
+            "table_epoch": table.as_ref().map_or(0, |t| t.epoch),
             "workers": self.inboxes.len(),
             "draining": self.stop.load(Ordering::Relaxed),
             "listen": self.listen.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
@@ -774,6 +774,15 @@ impl Reloader {
                 "state": state,
                 "message": message,
             })),
+            "tls": table.as_ref().filter(|t| !t.tls.is_empty()).map(|t| {
+                let all = t.tls.total();
+                json!({
+                    "handshakes": all.completed_total(),
+                    "resumed": all.resumed,
+                    "client_certificates": all.client_certs,
+                    "failures": all.failed_total(),
+                })
+            }),
         })
     }
 

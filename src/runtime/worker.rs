@@ -256,7 +256,7 @@ impl Worker {
         let closed = Rc::new(Cell::new(false));
         let task = accept_loop(
             listener,
-            (self.clone(), index),
+            (self.clone(), index, addr),
             canceller.handle(),
             closed.clone(),
         );
@@ -469,11 +469,12 @@ fn build_runtime() -> std::io::Result<Runtime> {
 }
 
 /// Accepts on the worker's socket of the config's `index`th listener
-/// until `closed`; TLS listeners' connections start with a handshake, with
-/// the certificates of the config current when they are accepted.
+/// (bound to `addr`) until `closed`; TLS listeners' connections start with
+/// a handshake, with the certificates of the config current when they are
+/// accepted, counted in Sense under `addr`.
 async fn accept_loop(
     listener: TcpListener,
-    (worker, index): (Rc<Worker>, usize),
+    (worker, index, addr): (Rc<Worker>, usize, Option<std::net::SocketAddr>),
     cancel: monoio::io::CancelHandle,
     closed: Rc<Cell<bool>>,
 ) {
@@ -493,7 +494,10 @@ async fn accept_loop(
                         monoio::spawn(crate::gate::connection(client, peer, worker.clone()));
                     }
                     Some(tls) => {
-                        monoio::spawn(crate::gate::serve_tls(stream, peer, worker.clone(), tls));
+                        let local = addr.unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+                        let serve =
+                            crate::gate::serve_tls(stream, peer, worker.clone(), tls, local);
+                        monoio::spawn(serve);
                     }
                 }
             }

@@ -19,6 +19,7 @@ use super::slots::Slots;
 use super::table::{
     load_resonance, CheckCounts, Health, Resonance, ResonanceTable, UpstreamState, WorkerState,
 };
+use super::tls::TlsTable;
 
 /// Time constant of `UpstreamState::recent_us`.
 pub const RECENT: Duration = Duration::from_millis(500);
@@ -100,6 +101,8 @@ pub struct Merger {
     workers: Vec<WorkerState>,
     in_flight: Vec<Vec<u32>>,
     epoch: u64,
+    /// TLS handshakes since start, per listener.
+    tls: TlsTable,
     /// Emptied histograms to hand back, per worker.
     recycle: Vec<Vec<Histogram<u64>>>,
     spare: Vec<Histogram<u64>>,
@@ -115,6 +118,7 @@ impl Merger {
             slots,
             workers: vec![WorkerState::default(); workers],
             epoch: 0,
+            tls: TlsTable::default(),
             recycle: vec![Vec::new(); workers],
             spare: Vec::new(),
         }
@@ -154,6 +158,9 @@ impl Merger {
             ws.tunnels = report.tunnels;
             ws.tunnel_bytes += report.tunnel_bytes;
             self.in_flight[w] = std::mem::take(&mut report.in_flight);
+        }
+        if !report.tls.is_empty() {
+            self.tls.add(&report.tls);
         }
         for sr in report.slots {
             let Some(s) = self.series.get_mut(sr.slot) else {
@@ -310,6 +317,7 @@ impl Merger {
             workers: self.workers.clone(),
             limit_shares: Vec::new(),
             limit_epoch: 0,
+            tls: self.tls.clone(),
         }
     }
 }

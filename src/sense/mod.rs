@@ -31,6 +31,7 @@ pub mod prometheus;
 pub mod record;
 pub mod slots;
 pub mod table;
+pub mod tls;
 
 pub use slots::{Registry, Slots};
 pub use table::{load_resonance, CheckCounts, Health, ResonanceTable, UpstreamState};

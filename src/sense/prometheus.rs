@@ -4,6 +4,7 @@ use std::fmt::Write;
 
 use super::record::{Failure, ATTEMPT_RESULTS, BUCKETS_US, METHODS};
 use super::table::{Health, ResonanceTable, UpstreamState};
+use super::tls::{HandshakeFailure, TlsTable, ALPNS, VERSIONS};
 use crate::align::breaker::Limit;
 
 /// The `Content-Type` of the exposition.
@@ -132,6 +133,86 @@ fn per_route(out: &mut String, t: &ResonanceTable, name: &str, get: fn(&Upstream
     }
 }
 
+/// The TLS handshake families, per listener (its bound address).
+fn tls(out: &mut String, t: &TlsTable) {
+    let name = "dao_tls_handshakes_total";
+    header(
+        out,
+        name,
+        "counter",
+        "TLS handshakes completed, by listener, protocol version and ALPN protocol (none: the client offered none).",
+    );
+    for (addr, c) in &t.0 {
+        for (version, row) in VERSIONS.iter().zip(&c.handshakes) {
+            for (alpn, n) in ALPNS.iter().zip(row) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{listener=\"{addr}\",version=\"{version}\",alpn=\"{alpn}\"}} {n}"
+                );
+            }
+        }
+    }
+    let name = "dao_tls_handshake_failures_total";
+    header(
+        out,
+        name,
+        "counter",
+        "TLS handshakes that failed, by listener and reason: timeout, eof, io, protocol, incompatible, unknown_sni, client_cert, alert.",
+    );
+    for (addr, c) in &t.0 {
+        for (reason, n) in HandshakeFailure::NAMES.iter().zip(c.failures) {
+            let _ = writeln!(out, "{name}{{listener=\"{addr}\",reason=\"{reason}\"}} {n}");
+        }
+    }
+    let name = "dao_tls_handshake_duration_seconds";
+    header(
+        out,
+        name,
+        "histogram",
+        "Time from accepting a connection to the end of its TLS handshake (completed handshakes).",
+    );
+    for (addr, c) in &t.0 {
+        let mut cumulative = 0;
+        for (i, n) in c.buckets.iter().enumerate() {
+            cumulative += n;
+            let _ = match BUCKETS_US.get(i) {
+                Some(&le) => writeln!(
+                    out,
+                    "{name}_bucket{{listener=\"{addr}\",le=\"{}\"}} {cumulative}",
+                    le as f64 / 1e6
+                ),
+                None => writeln!(
+                    out,
+                    "{name}_bucket{{listener=\"{addr}\",le=\"+Inf\"}} {cumulative}"
+                ),
+            };
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum{{listener=\"{addr}\"}} {}",
+            c.sum_us as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count{{listener=\"{addr}\"}} {cumulative}");
+    }
+    for (name, help, get) in [
+        (
+            "dao_tls_resumed_total",
+            "TLS handshakes that resumed a session (a ticket), by listener.",
+            (|c: &super::tls::TlsCounters| c.resumed) as fn(&super::tls::TlsCounters) -> u64,
+        ),
+        (
+            "dao_tls_client_certificates_total",
+            "TLS handshakes in which the client presented a certificate that client_ca vouches for, by listener.",
+            |c: &super::tls::TlsCounters| c.client_certs,
+        ),
+    ] {
+        header(out, name, "counter", help);
+        for (addr, c) in &t.0 {
+            let _ = writeln!(out, "{name}{{listener=\"{addr}\"}} {}", get(c));
+        }
+    }
+}
+
 /// Renders every metric of `t`.
 pub fn render(t: &ResonanceTable, out: &mut String) {
     header(
@@ -201,6 +282,10 @@ pub fn render(t: &ResonanceTable, out: &mut String) {
         "Bytes relayed through WebSocket tunnels, both ways.",
     );
     let _ = writeln!(out, "dao_tunnel_bytes_total {}", t.tunnel_bytes());
+
+    if !t.tls.is_empty() {
+        tls(out, &t.tls);
+    }
 
     gauge_per_upstream(
         out,
@@ -384,6 +469,48 @@ mod tests {
         assert!(out.contains(
             "dao_upstream_attempts_total{route=\"b\",upstream=\"x\",result=\"client\"} 0\n"
         ));
+    }
+
+    #[test]
+    fn tls_families_per_listener() {
+        use crate::sense::tls::Handshake;
+        let config = crate::memory::parse(
+            "[[routes.rule]]\nname = \"a\"\n[[routes.rule.upstreams]]\nname = \"x\"\nurl = \"http://127.0.0.1:1\"\n",
+        )
+        .unwrap();
+        let slots = crate::sense::Slots::new(&config);
+        let mut t = ResonanceTable::empty(&slots, 1);
+        let mut out = String::new();
+        render(&t, &mut out);
+        assert!(
+            !out.contains("dao_tls_"),
+            "no TLS listener, no TLS families"
+        );
+        let l: std::net::SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let c = t.tls.of(l);
+        c.completed(&Handshake {
+            version: 1,
+            alpn: 0,
+            resumed: true,
+            client_cert: false,
+            duration_us: 2_000,
+        });
+        c.failed(HandshakeFailure::UnknownSni);
+        out.clear();
+        render(&t, &mut out);
+        for line in [
+            "dao_tls_handshakes_total{listener=\"127.0.0.1:8443\",version=\"TLSv1.3\",alpn=\"h2\"} 1\n",
+            "dao_tls_handshakes_total{listener=\"127.0.0.1:8443\",version=\"TLSv1.2\",alpn=\"none\"} 0\n",
+            "dao_tls_handshake_failures_total{listener=\"127.0.0.1:8443\",reason=\"unknown_sni\"} 1\n",
+            "dao_tls_handshake_duration_seconds_bucket{listener=\"127.0.0.1:8443\",le=\"0.001\"} 0\n",
+            "dao_tls_handshake_duration_seconds_bucket{listener=\"127.0.0.1:8443\",le=\"0.0025\"} 1\n",
+            "dao_tls_handshake_duration_seconds_count{listener=\"127.0.0.1:8443\"} 1\n",
+            "dao_tls_handshake_duration_seconds_sum{listener=\"127.0.0.1:8443\"} 0.002\n",
+            "dao_tls_resumed_total{listener=\"127.0.0.1:8443\"} 1\n",
+            "dao_tls_client_certificates_total{listener=\"127.0.0.1:8443\"} 0\n",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
     }
 
     #[test]

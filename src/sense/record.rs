@@ -2,7 +2,11 @@
 //! plain memory of its own (no atomics, no locks), sealed into a `Report`
 //! for the control thread once per merge interval.
 
+use std::net::SocketAddr;
+
 use hdrhistogram::Histogram;
+
+use super::tls::{Handshake, HandshakeFailure, TlsTable};
 
 /// Largest latency a histogram tracks (100 s); longer ones count as 100 s.
 pub const MAX_US: u64 = 100_000_000;
@@ -219,6 +223,8 @@ pub struct Report {
     pub tunnels: u64,
     /// Bytes relayed through tunnels in the interval, both ways.
     pub tunnel_bytes: u64,
+    /// TLS handshakes in the interval, per listener.
+    pub tls: TlsTable,
     /// Requests finished in the interval, all slots together.
     pub requests: u64,
     /// Rate-limit demand in the interval, by `RateSpec::index` of the
@@ -247,6 +253,7 @@ pub struct Recorder {
     connections: u64,
     tunnels: u64,
     tunnel_bytes: u64,
+    tls: TlsTable,
     /// Emptied histograms given back by the control thread.
     spare: Vec<Histogram<u64>>,
 }
@@ -261,6 +268,7 @@ impl Recorder {
             connections: 0,
             tunnels: 0,
             tunnel_bytes: 0,
+            tls: TlsTable::default(),
             spare: Vec::new(),
         }
     }
@@ -375,6 +383,16 @@ impl Recorder {
         self.tunnel_bytes += n;
     }
 
+    /// A TLS handshake on the listener bound to `listener` completed.
+    pub fn tls_completed(&mut self, listener: SocketAddr, h: &Handshake) {
+        self.tls.of(listener).completed(h);
+    }
+
+    /// A TLS handshake on the listener bound to `listener` failed.
+    pub fn tls_failed(&mut self, listener: SocketAddr, why: HandshakeFailure) {
+        self.tls.of(listener).failed(why);
+    }
+
     /// Takes back an emptied histogram for reuse.
     pub fn give_back(&mut self, mut h: Histogram<u64>) {
         if self.spare.len() < self.slots.len() {
@@ -407,6 +425,7 @@ impl Recorder {
             connections: self.connections,
             tunnels: self.tunnels,
             tunnel_bytes: std::mem::take(&mut self.tunnel_bytes),
+            tls: std::mem::take(&mut self.tls),
             requests: std::mem::take(&mut self.requests),
             limits: Vec::new(),
             config_epoch: 0,
@@ -491,6 +510,29 @@ mod tests {
         assert_eq!((rep.tunnels, rep.tunnel_bytes), (1, 15));
         let again = r.seal();
         assert_eq!((again.tunnels, again.tunnel_bytes), (1, 0));
+    }
+
+    #[test]
+    fn tls_handshakes_are_deltas_per_listener() {
+        let l: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let mut r = Recorder::new(0, 1);
+        let h = Handshake {
+            version: 1,
+            alpn: 1,
+            resumed: false,
+            client_cert: true,
+            duration_us: 700,
+        };
+        r.tls_completed(l, &h);
+        r.tls_failed(l, HandshakeFailure::Protocol);
+        let rep = r.seal();
+        assert_eq!(rep.tls.0.len(), 1);
+        let c = &rep.tls.0[0].1;
+        assert_eq!(
+            (c.completed_total(), c.failed_total(), c.client_certs),
+            (1, 1, 1)
+        );
+        assert!(r.seal().tls.is_empty(), "deltas were taken");
     }
 
     #[test]

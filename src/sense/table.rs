@@ -148,6 +148,8 @@ pub struct ResonanceTable {
     pub limit_shares: Vec<Vec<crate::flow::ratelimit::Share>>,
     /// The epoch of the config whose rate limits `limit_shares` are for.
     pub limit_epoch: u64,
+    /// TLS handshakes since start, per listener address.
+    pub tls: super::tls::TlsTable,
 }
 
 impl ResonanceTable {
@@ -184,6 +186,7 @@ impl ResonanceTable {
             workers: vec![WorkerState::default(); workers],
             limit_shares: Vec::new(),
             limit_epoch: 0,
+            tls: Default::default(),
         }
     }
 

@@ -74,6 +74,54 @@ impl Pki {
     pub fn connect(&self, addr: SocketAddr) -> TlsClient {
         tls_client(&self.path("ca.pem"), addr, "localhost")
     }
+
+    /// A rustls client configuration trusting this CA, offering the ALPN
+    /// protocols `alpn`, presenting the certificate `client` (`client` or
+    /// `rogue`) when given. Connections made with one configuration share
+    /// its session cache: the second one resumes.
+    pub fn client_config(&self, client: Option<&str>, alpn: &[&str]) -> Arc<rustls::ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_file(self.path("ca.pem")).unwrap())
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let mut config = match client {
+            None => builder.with_no_client_auth(),
+            Some(name) => {
+                let cert =
+                    CertificateDer::from_pem_file(self.path(&format!("{name}.pem"))).unwrap();
+                let key = PrivateKeyDer::from_pem_file(self.path(&format!("{name}.key"))).unwrap();
+                builder.with_client_auth_cert(vec![cert], key).unwrap()
+            }
+        };
+        config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+        Arc::new(config)
+    }
+
+    /// The DER of the certificate in `NAME.pem`.
+    pub fn der(&self, name: &str) -> Vec<u8> {
+        use rustls::pki_types::pem::PemObject;
+        rustls::pki_types::CertificateDer::from_pem_file(self.path(&format!("{name}.pem")))
+            .unwrap()
+            .to_vec()
+    }
+}
+
+/// A blocking TLS client connection to `addr` for the server `name`
+/// with `config`; reads time out after 10 s.
+pub fn connect_with(config: &Arc<rustls::ClientConfig>, addr: SocketAddr, name: &str) -> TlsClient {
+    let name = rustls::pki_types::ServerName::try_from(name.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rustls::StreamOwned::new(conn, sock)
 }
 
 /// A blocking rustls client connection to `addr`, for the server `name`,

@@ -28,6 +28,15 @@ fn status_lines() {
     let none = status(&json!({"last_reload": null, "guard": null}));
     assert!(none.contains("last reload:  none\n"), "{none}");
     assert!(none.contains("version:      -\n"), "{none}");
+    assert!(!none.contains("tls"), "{none}");
+    let tls = status(&json!({"tls": {"handshakes": 5, "resumed": 1,
+        "client_certificates": 2, "failures": 3}}));
+    assert!(
+        tls.ends_with(
+            "tls:          5 handshakes (1 resumed, 2 with a client certificate), 3 failed\n"
+        ),
+        "{tls}"
+    );
 }
 
 #[test]

@@ -69,6 +69,8 @@ pub(super) struct Shared {
     pub(super) client_ip: String,
     /// The client came over TLS.
     pub(super) tls: bool,
+    /// Its verified certificate's header line for upstreams (empty: none).
+    pub(super) client_cert: Box<[u8]>,
     /// Streams whose task runs.
     open: Cell<usize>,
     /// The connection task's waker, woken when its last stream ends.
@@ -137,13 +139,19 @@ enum Event {
     Timer,
 }
 
-/// Serves HTTP/2 on `io` until the connection ends (panics stay in it).
-pub(super) async fn serve<T>(io: T, peer: SocketAddr, worker: Rc<Worker>, tls: bool)
-where
+/// Serves HTTP/2 on `io` until the connection ends (panics stay in it);
+/// `client_cert`: the header line of the client's certificate, if any.
+pub(super) async fn serve<T>(
+    io: T,
+    peer: SocketAddr,
+    worker: Rc<Worker>,
+    tls: bool,
+    client_cert: Box<[u8]>,
+) where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     let id = worker.id;
-    let served = AssertUnwindSafe(run(io, peer, worker, tls))
+    let served = AssertUnwindSafe(run(io, peer, worker, tls, client_cert))
         .catch_unwind()
         .await;
     if served.is_err() {
@@ -151,7 +159,7 @@ where
     }
 }
 
-async fn run<T>(io: T, peer: SocketAddr, worker: Rc<Worker>, tls: bool)
+async fn run<T>(io: T, peer: SocketAddr, worker: Rc<Worker>, tls: bool, client_cert: Box<[u8]>)
 where
     T: AsyncRead + AsyncWrite + Unpin + 'static,
 {
@@ -190,6 +198,7 @@ where
         peer_ip: peer.ip(),
         client_ip: peer.ip().to_string(),
         tls,
+        client_cert,
         open: Cell::new(0),
         waker: Cell::new(None),
     });

@@ -61,14 +61,15 @@ pub(crate) async fn serve_plain(
     worker: Rc<Worker>,
 ) {
     let io = io::Replay::new(early, io::socket(tcp));
-    conn::serve(io, peer, worker, false).await
+    conn::serve(io, peer, worker, false, Box::default()).await
 }
 
 /// Serves HTTP/2 on a TLS connection whose handshake chose it.
-pub(crate) async fn serve_tls(stream: TlsStream, peer: SocketAddr, worker: Rc<Worker>) {
+pub(crate) async fn serve_tls(mut stream: TlsStream, peer: SocketAddr, worker: Rc<Worker>) {
+    let client_cert = stream.take_client_cert();
     let (tcp, tls, early) = stream.into_parts();
     let io = io::TlsIo::new(io::socket(tcp), tls, early);
-    conn::serve(io, peer, worker, true).await
+    conn::serve(io, peer, worker, true, client_cert).await
 }
 
 #[cfg(test)]

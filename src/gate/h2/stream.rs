@@ -22,7 +22,7 @@ use crate::gate::conn::{find_route, request_filters, Client, InFlight};
 use crate::gate::tally::Tally;
 use crate::memory::Upstream;
 use crate::proto::h1::head::reason;
-use crate::proto::h1::head::Forwarded;
+use crate::proto::h1::head::{CertHeader, Forwarded};
 use crate::proto::h1::{parse_request, RequestHead, ResponseHead};
 use crate::runtime::generation::Gen;
 use crate::sense::access_log::AccessLog;
@@ -55,6 +55,10 @@ impl Stream {
             drop: self.edits.removed(),
             default_host: upstream.authority.as_bytes(),
             request_id: self.request_id.as_ref().map_or(&[], |id| &id[..]),
+            client_cert: CertHeader {
+                strip: &self.gen.config.client_cert_headers,
+                line: &self.shared.client_cert,
+            },
         }
     }
 }

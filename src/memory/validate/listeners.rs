@@ -18,6 +18,18 @@ use super::Validator;
 use crate::gate::sni::Certificates;
 use crate::memory::config::{ClientAuth, Listener, Tls, TlsVersion};
 use crate::memory::raw::{RawCertificate, RawListener, RawTls};
+use crate::proto::h1::HeaderKind;
+
+/// Header names `client_cert_header` cannot take besides those the HTTP/1.1
+/// parser treats itself: hop-by-hop ones (RFC 9110 §7.6.1) and the ones
+/// DAO writes on forwarded requests.
+const RESERVED_HEADERS: &[&str] = &[
+    "trailer",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "via",
+    "x-request-id",
+];
 
 /// ALPN protocols DAO speaks.
 const ALPN_KNOWN: &[&str] = &["h2", "http/1.1"];
@@ -120,6 +132,9 @@ impl Validator {
                 ClientAuth::None
             }
         };
+        let client_cert_header = raw.client_cert_header.as_deref().and_then(|name| {
+            self.client_cert_header(&format!("{path}.client_cert_header"), name, client_auth)
+        });
         if raw.certificates.is_empty() {
             self.err(
                 format!("{path}.certificates"),
@@ -181,9 +196,39 @@ impl Validator {
             sni_strict,
             handshake_timeout,
             client_auth,
+            client_cert_header,
             alpn,
             min_version,
         }))
+    }
+
+    /// `client_cert_header`: a header name DAO may set (not hop-by-hop,
+    /// not one it manages itself), on a listener that verifies client
+    /// certificates.
+    fn client_cert_header(&mut self, path: &str, name: &str, auth: ClientAuth) -> Option<String> {
+        let lower = name.to_ascii_lowercase();
+        let problem = if name.starts_with(':') {
+            Some(format!("{name:?}: pseudo-headers cannot be set"))
+        } else if name.is_empty() || !name.bytes().all(super::is_token) {
+            Some(format!("{name:?} is not a header name"))
+        } else if HeaderKind::of(name.as_bytes()) != HeaderKind::Other
+            || RESERVED_HEADERS.contains(&lower.as_str())
+        {
+            Some(format!(
+                "{name:?} is a hop-by-hop header or one DAO sets itself; use e.g. \"x-client-cert\""
+            ))
+        } else if auth == ClientAuth::None {
+            Some("needs client_ca: without client certificates there is nothing to forward".into())
+        } else {
+            None
+        };
+        match problem {
+            Some(message) => {
+                self.err(path, message);
+                None
+            }
+            None => Some(lower),
+        }
     }
 
     /// A file named in the config: relative paths start from the config

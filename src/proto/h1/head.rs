@@ -21,6 +21,37 @@ pub struct Forwarded<'a> {
     /// An `X-Request-Id` to add (empty: none; the client's own passes
     /// through with the other headers).
     pub request_id: &'a [u8],
+    /// Client certificate details: what the client sent under their
+    /// names is removed, DAO's own line added.
+    pub client_cert: CertHeader<'a>,
+}
+
+/// The client certificate header of a forwarded request (a TLS listener's
+/// `client_cert_header`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CertHeader<'a> {
+    /// Names (lower case) that only DAO may send upstream: every
+    /// listener's `client_cert_header`.
+    pub strip: &'a [String],
+    /// `Name: value\r\n` with the connection's verified client
+    /// certificate (empty: none). Its name is stripped from the client's
+    /// headers as well.
+    pub line: &'a [u8],
+}
+
+impl CertHeader<'_> {
+    /// Whether the client's header `name` is removed.
+    #[inline]
+    pub fn strips(&self, name: &[u8]) -> bool {
+        if self.strip.is_empty() && self.line.is_empty() {
+            return false;
+        }
+        self.strip
+            .iter()
+            .any(|s| s.as_bytes().eq_ignore_ascii_case(name))
+            || (self.line.get(name.len()) == Some(&b':')
+                && self.line[..name.len()].eq_ignore_ascii_case(name))
+    }
 }
 
 #[inline]
@@ -78,7 +109,7 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd
         if !upgrade && head.connection_extra && named_by_connection(buf, &head.headers, name) {
             continue;
         }
-        if dropped(fwd.drop, name) {
+        if dropped(fwd.drop, name) || fwd.client_cert.strips(name) {
             continue;
         }
         put(out, &[name, b": ", h.value.get(buf), b"\r\n"]);
@@ -105,6 +136,7 @@ pub fn write_request_head(out: &mut Vec<u8>, buf: &[u8], head: &RequestHead, fwd
     if !fwd.request_id.is_empty() {
         put(out, &[b"X-Request-Id: ", fwd.request_id, b"\r\n"]);
     }
+    out.extend_from_slice(fwd.client_cert.line);
     if head.upgrade {
         out.extend_from_slice(b"Connection: Upgrade\r\n");
     }
@@ -316,7 +348,47 @@ mod tests {
         drop: &[],
         default_host: b"backend:80",
         request_id: b"",
+        client_cert: CertHeader {
+            strip: &[],
+            line: b"",
+        },
     };
+
+    #[test]
+    fn client_cert_header_is_stripped_and_set() {
+        let raw =
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Client-Cert: forged\r\nx-other-cert: forged too\r\n\
+                   X-Client-Certs: kept\r\n\r\n";
+        let h = req(raw);
+        let write = |strip: &[String], line: &[u8]| {
+            let fwd = Forwarded {
+                client_cert: CertHeader { strip, line },
+                ..FWD
+            };
+            let mut out = Vec::new();
+            write_request_head(&mut out, raw.as_bytes(), &h, &fwd);
+            String::from_utf8(out).unwrap()
+        };
+        let both = ["x-client-cert".to_string(), "x-other-cert".to_string()];
+        // No certificate: every listener's name goes, nothing is added.
+        let s = write(&both, b"");
+        assert!(!s.contains("forged"), "{s}");
+        assert!(s.contains("X-Client-Certs: kept\r\n"), "{s}");
+        assert!(!s.contains("Hash="), "{s}");
+        // With one: its line is added, once.
+        let s = write(&both, b"x-client-cert: Hash=ab\r\n");
+        assert!(!s.contains("forged"), "{s}");
+        assert!(s.contains("X-Client-Certs: kept\r\n"), "{s}");
+        assert_eq!(s.matches("Hash=ab").count(), 1, "{s}");
+        // The connection's own name goes even when the config (reloaded)
+        // names it no more.
+        let s = write(&[], b"x-client-cert: Hash=ab\r\n");
+        assert!(!s.contains("X-Client-Cert: forged"), "{s}");
+        assert!(s.contains("x-other-cert: forged too\r\n"), "{s}");
+        // Without any: the client's headers pass.
+        let s = write(&[], b"");
+        assert!(s.contains("X-Client-Cert: forged\r\n"), "{s}");
+    }
 
     #[test]
     fn request_head_drops_hop_by_hop_and_adds_forwarding() {

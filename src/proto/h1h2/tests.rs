@@ -2,6 +2,7 @@
 //! an HTTP/2 response in HTTP/1.1.
 
 use super::*;
+use crate::proto::h1::head::CertHeader;
 use crate::proto::h1::{parse_request, parse_response, BodyKind, ResponseHead};
 
 const FWD: Forwarded<'static> = Forwarded {
@@ -11,6 +12,10 @@ const FWD: Forwarded<'static> = Forwarded {
     drop: &[],
     default_host: b"backend:80",
     request_id: b"",
+    client_cert: CertHeader {
+        strip: &[],
+        line: b"",
+    },
 };
 
 fn req(raw: &str) -> RequestHead {
@@ -73,6 +78,24 @@ fn te_without_trailers_is_dropped_and_host_defaults() {
     assert_eq!(values(&r, "x-request-id"), ["abc"]);
     let raw = "GET / HTTP/1.1\r\nHost: h\r\nTE: Trailers\r\n\r\n";
     assert!(accepts_trailers(raw.as_bytes(), &req(raw)));
+}
+
+#[test]
+fn client_cert_header_is_replaced() {
+    let raw = "GET / HTTP/1.1\r\nHost: h\r\nX-Client-Cert: forged\r\nX-Other: forged\r\n\r\n";
+    let h = req(raw);
+    let strip = ["x-other".to_string()];
+    let fwd = Forwarded {
+        client_cert: CertHeader {
+            strip: &strip,
+            line: b"x-client-cert: Hash=ab;Subject=\"CN=c\"\r\n",
+        },
+        ..FWD
+    };
+    let r = request(raw.as_bytes(), &h, &fwd).unwrap();
+    assert_eq!(values(&r, "x-client-cert"), ["Hash=ab;Subject=\"CN=c\""]);
+    assert!(r.headers().get("x-other").is_none());
+    assert_eq!(values(&r, "x-dao-gateway"), ["true"]);
 }
 
 #[test]

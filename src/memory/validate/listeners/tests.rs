@@ -333,3 +333,49 @@ fn relative_paths_start_from_the_config_file() {
     // From text, the same names start from the working directory.
     assert!(parse(&text).is_err());
 }
+
+#[test]
+fn client_cert_header_is_checked_and_stripped_everywhere() {
+    let dir = temp_dir("tls-cert-header");
+    write_dev_certs(&dir);
+    let certs = "certificates = [{ cert = \"DIR/server.pem\", key = \"DIR/server.key\" }]\n";
+    let with = |extra: &str| with_tls(&dir, &format!("{certs}{extra}"));
+    let ok = with("client_ca = \"DIR/ca.pem\"\nclient_auth = \"optional\"\nclient_cert_header = \"X-Client-Cert\"\n");
+    // A plain listener beside it strips the header too.
+    let c = parse(&format!("[server]\nbind = \"127.0.0.1:0\"\n{ok}")).unwrap();
+    let tls = c.listeners[1].tls.as_ref().unwrap();
+    assert_eq!(tls.client_cert_header.as_deref(), Some("x-client-cert"));
+    assert_eq!(c.client_cert_headers, ["x-client-cert"]);
+    assert!(parse(&with("")).unwrap().client_cert_headers.is_empty());
+
+    let path = "listeners[0].tls.client_cert_header";
+    let e = errors(&with("client_cert_header = \"x-client-cert\"\n"));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!("{path}: needs client_ca")),
+        "{e:?}"
+    );
+    for (name, says) in [
+        ("", "is not a header name"),
+        ("x client", "is not a header name"),
+        ("x-cert:", "is not a header name"),
+        (":authority", "pseudo-headers"),
+        ("Connection", "hop-by-hop"),
+        ("keep-alive", "hop-by-hop"),
+        ("TE", "hop-by-hop"),
+        ("transfer-encoding", "hop-by-hop"),
+        ("trailer", "hop-by-hop"),
+        ("host", "hop-by-hop"),
+        ("x-forwarded-for", "hop-by-hop"),
+        ("Via", "hop-by-hop"),
+    ] {
+        let e = errors(&with(&format!(
+            "client_ca = \"DIR/ca.pem\"\nclient_cert_header = \"{name}\"\n"
+        )));
+        assert_eq!(e.len(), 1, "{name:?}: {e:?}");
+        assert!(
+            e[0].starts_with(path) && e[0].contains(says),
+            "{name:?}: {e:?}"
+        );
+    }
+}
