@@ -18,7 +18,8 @@
 //! or a TLS client through [`tls_halves`], where both ends drive the one
 //! rustls connection (records decrypted on the way up, encrypted on the
 //! way down; a `close_notify` is the client's EOF, and an upstream EOF
-//! sends one).
+//! sends one), or an HTTP/2 stream opened by extended CONNECT (RFC 8441,
+//! see `h2::websocket`: DATA frames, END_STREAM as EOF).
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::{poll_fn, Future};
@@ -136,6 +137,8 @@ enum End {
     Idle,
     /// The worker's shutdown deadline passed.
     Cut,
+    /// The client side went away on its own (an HTTP/2 stream reset).
+    Gone,
 }
 
 /// Relays between the client's ends and the upgraded upstream connection
@@ -143,10 +146,26 @@ enum End {
 /// handshake. Both connections are shut down (or closed by the caller)
 /// when it returns.
 pub(crate) async fn run<R, W>(
+    client: (R, W),
+    early: Vec<u8>,
+    upgraded: Upgraded,
+    how: (&Rc<Worker>, std::time::Duration),
+) where
+    R: Source,
+    W: Sink,
+{
+    run_until(client, early, upgraded, how, std::future::pending()).await
+}
+
+/// As [`run`], also ending when `gone` resolves: the client side ended in
+/// a way neither of its ends sees while it waits on the other side (an
+/// HTTP/2 stream reset after the client's END_STREAM).
+pub(crate) async fn run_until<R, W>(
     (mut client_r, mut client_w): (R, W),
     early: Vec<u8>,
     upgraded: Upgraded,
     (worker, idle_timeout): (&Rc<Worker>, std::time::Duration),
+    gone: impl Future<Output = ()>,
 ) where
     R: Source,
     W: Sink,
@@ -168,6 +187,7 @@ pub(crate) async fn run<R, W>(
         let mut relays = pin!(futures_util::future::try_join(upward, downward));
         let mut idle = pin!(idle(&seen.last, idle_timeout));
         let mut cut = pin!(worker.tunnels.cut_signal(open.slot));
+        let mut gone = pin!(gone);
         poll_fn(|cx| {
             if let Poll::Ready(r) = relays.as_mut().poll(cx) {
                 return Poll::Ready(End::Relayed(r.map(|_| ())));
@@ -177,6 +197,9 @@ pub(crate) async fn run<R, W>(
             }
             if cut.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(End::Cut);
+            }
+            if gone.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Gone);
             }
             Poll::Pending
         })
