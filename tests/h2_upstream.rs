@@ -788,13 +788,7 @@ fn h2_streams_relay_through_the_pool_api() {
                     };
                     let timeouts = (Duration::from_secs(5), Duration::from_secs(5));
                     let (head, mut body) = p
-                        .h2_send(
-                            (0, &target),
-                            (admission, limits),
-                            out,
-                            Some(body),
-                            timeouts,
-                        )
+                        .h2_send((0, &target), (admission, limits), out, Some(body), timeouts)
                         .await
                         .unwrap();
                     let resp = http::Response::from_parts(head, ());

@@ -103,7 +103,10 @@ fn an_untrusted_upstream_is_refused_unless_verify_is_off() {
     // The backend records the alert DAO sent a moment later.
     let deadline = Instant::now() + Duration::from_secs(5);
     while backend.refused.lock().unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the backend saw no failed handshake");
+        assert!(
+            Instant::now() < deadline,
+            "the backend saw no failed handshake"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     dao.shutdown();
@@ -157,7 +160,8 @@ fn request_and_response_bodies_cross_tls_whole() {
     c.send(&req);
     assert_eq!(c.read(false).status, 200);
     assert_eq!(backend.last_request().body, body);
-    let mut req = b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut req =
+        b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for piece in body.chunks(70_000) {
         req.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
         req.extend_from_slice(piece);
@@ -278,7 +282,10 @@ fn health_probes_speak_tls() {
         if probes >= 2 {
             break;
         }
-        assert!(Instant::now() < deadline, "no TLS probe reached the backend");
+        assert!(
+            Instant::now() < deadline,
+            "no TLS probe reached the backend"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let hello = backend.hellos().pop().unwrap();

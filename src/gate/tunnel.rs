@@ -14,11 +14,13 @@
 //!
 //! Each side is a pair of ends, one read ([`Source`]) and one written
 //! ([`Sink`]), used at the same time: a monoio stream that may be read and
-//! written at once (`Split`: plain TCP) through [`halves`], or a TLS
+//! written at once (`Split`: plain TCP) through [`halves`], a TLS
 //! connection (a client's, or an `https://` upstream's) through
 //! [`tls_halves`], where both ends drive the one rustls connection
 //! (records decrypted as read, encrypted as written; a `close_notify` is
-//! that side's EOF, and the other side's EOF sends one).
+//! that side's EOF, and the other side's EOF sends one), or an HTTP/2
+//! stream opened by extended CONNECT (RFC 8441, see `h2::websocket`: DATA
+//! frames, END_STREAM as EOF).
 
 use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::{poll_fn, Future};
@@ -137,6 +139,8 @@ enum End {
     Idle,
     /// The worker's shutdown deadline passed.
     Cut,
+    /// The client side went away on its own (an HTTP/2 stream reset).
+    Gone,
 }
 
 /// Relays between the client's ends and the upgraded upstream connection
@@ -147,7 +151,23 @@ pub(crate) async fn run<R, W>(
     client: (R, W),
     early: Vec<u8>,
     upgraded: Upgraded,
-    (worker, idle_timeout): (&Rc<Worker>, std::time::Duration),
+    how: (&Rc<Worker>, std::time::Duration),
+) where
+    R: Source,
+    W: Sink,
+{
+    run_until(client, early, upgraded, how, std::future::pending()).await
+}
+
+/// As [`run`], also ending when `gone` resolves: the client side ended in
+/// a way neither of its ends sees while it waits on the other side (an
+/// HTTP/2 stream reset after the client's END_STREAM).
+pub(crate) async fn run_until<R, W>(
+    client: (R, W),
+    early: Vec<u8>,
+    upgraded: Upgraded,
+    how: (&Rc<Worker>, std::time::Duration),
+    gone: impl Future<Output = ()>,
 ) where
     R: Source,
     W: Sink,
@@ -157,12 +177,8 @@ pub(crate) async fn run<R, W>(
     let (stream, _open) = up.into_parts();
     let ahead = (early, from_up);
     match stream {
-        ClientStream::Plain(mut tcp) => {
-            relay(client, halves(&mut tcp), ahead, (worker, idle_timeout)).await
-        }
-        ClientStream::Tls(tls) => {
-            relay(client, tls_halves(*tls), ahead, (worker, idle_timeout)).await
-        }
+        ClientStream::Plain(mut tcp) => relay(client, halves(&mut tcp), ahead, how, gone).await,
+        ClientStream::Tls(tls) => relay(client, tls_halves(*tls), ahead, how, gone).await,
     }
 }
 
@@ -173,6 +189,7 @@ async fn relay<R, W, UR, UW>(
     (mut up_r, mut up_w): (UR, UW),
     (early, mut from_up): (Vec<u8>, Vec<u8>),
     (worker, idle_timeout): (&Rc<Worker>, std::time::Duration),
+    gone: impl Future<Output = ()>,
 ) where
     R: Source,
     W: Sink,
@@ -191,6 +208,7 @@ async fn relay<R, W, UR, UW>(
         let mut relays = pin!(futures_util::future::try_join(upward, downward));
         let mut idle = pin!(idle(&seen.last, idle_timeout));
         let mut cut = pin!(worker.tunnels.cut_signal(open.slot));
+        let mut gone = pin!(gone);
         poll_fn(|cx| {
             if let Poll::Ready(r) = relays.as_mut().poll(cx) {
                 return Poll::Ready(End::Relayed(r.map(|_| ())));
@@ -200,6 +218,9 @@ async fn relay<R, W, UR, UW>(
             }
             if cut.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(End::Cut);
+            }
+            if gone.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(End::Gone);
             }
             Poll::Pending
         })

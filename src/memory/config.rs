@@ -154,6 +154,9 @@ pub struct Server {
     /// Streams one HTTP/2 client connection may have open at once
     /// (`SETTINGS_MAX_CONCURRENT_STREAMS`).
     pub h2_max_concurrent_streams: u32,
+    /// WebSocket over HTTP/2 (RFC 8441): `SETTINGS_ENABLE_CONNECT_PROTOCOL`
+    /// is advertised and extended CONNECT streams are served.
+    pub h2_websocket: bool,
 }
 
 /// `[proxy]`: the upstream side.

@@ -45,6 +45,7 @@ pub(crate) struct RawServer {
     pub(crate) keepalive_timeout: Option<String>,
     pub(crate) shutdown_timeout: Option<String>,
     pub(crate) h2_max_concurrent_streams: Option<i64>,
+    pub(crate) h2_websocket: Option<bool>,
     /// Removed keys: kept so that validation can point to `[[listeners]]`.
     pub(crate) tls_cert: Option<toml::Value>,
     pub(crate) tls_key: Option<toml::Value>,

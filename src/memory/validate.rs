@@ -296,6 +296,7 @@ impl Validator {
                 (1, 10_000),
                 128,
             ) as u32,
+            h2_websocket: raw.h2_websocket.unwrap_or(true),
             bind: bind?,
         })
     }

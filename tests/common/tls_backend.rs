@@ -122,7 +122,12 @@ impl TlsBackend {
     }
 
     pub fn last_request(&self) -> Req {
-        self.requests.lock().unwrap().last().cloned().expect("no request")
+        self.requests
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("no request")
     }
 }
 

@@ -21,6 +21,9 @@
 //!   than `proxy.read_timeout` (then its stream is reset);
 //! - idle: with no stream open for `server.keepalive_timeout`, the
 //!   connection says GOAWAY, and closes `CLOSE_GRACE` later at the latest.
+//!
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL` (RFC 8441) is advertised unless
+//! `server.h2_websocket = false`: WebSockets over HTTP/2 (see `websocket`).
 
 use std::cell::Cell;
 use std::future::{poll_fn, Future};
@@ -176,6 +179,11 @@ where
             .max_concurrent_reset_streams(RESET_STREAMS)
             .max_pending_accept_reset_streams(PENDING_RESETS)
             .max_local_error_reset_streams(Some(LOCAL_ERROR_RESETS));
+        if server.h2_websocket {
+            // RFC 8441: clients may open WebSockets with extended CONNECT
+            // (see `websocket`); without it h2 refuses `:protocol`.
+            builder.enable_connect_protocol();
+        }
         let handshake = within(
             server.header_read_timeout,
             builder.handshake::<_, Bytes>(io),

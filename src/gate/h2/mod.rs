@@ -23,13 +23,17 @@
 //! read (`stream::synthesize`): one copy of its header bytes, after which
 //! the router, the filters, the balancer's keys and the upstream head
 //! writer see exactly what they see for HTTP/1.1, with no second code path
-//! to keep in step.
+//! to keep in step. WebSockets over HTTP/2 (RFC 8441) take the same way: an
+//! extended CONNECT is re-expressed as the HTTP/1.1 WebSocket handshake
+//! (`websocket`), and the answered stream becomes a tunnel (`ws_tunnel`).
 
 mod conn;
 pub(crate) mod io;
 mod passthrough;
 mod stream;
 mod upstream;
+mod websocket;
+mod ws_tunnel;
 
 use std::net::SocketAddr;
 use std::rc::Rc;

@@ -2,7 +2,9 @@
 //! parsed as such, routed, filtered, sent upstream (see `upstream`), and
 //! recorded in Sense and the access log like an HTTP/1.1 request. Replies
 //! DAO makes itself (no route, a filter's answer, an upstream failure)
-//! go out on the stream.
+//! go out on the stream. A WebSocket's extended CONNECT is re-expressed as
+//! its HTTP/1.1 handshake (see `websocket`) and becomes a tunnel once
+//! answered (see `ws_tunnel`).
 
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -16,6 +18,7 @@ use http::{Request, Response, StatusCode};
 
 use super::conn::{Open, Shared};
 use super::upstream::{self, Outcome};
+use super::{websocket, ws_tunnel};
 use crate::error::ProxyError;
 use crate::flow::{Edits, Reply, State};
 use crate::gate::conn::{find_route, request_filters, Client, InFlight};
@@ -81,7 +84,7 @@ pub(super) async fn serve(open: Open, req: Request<RecvStream>, respond: SendRes
 
 async fn handle(shared: Rc<Shared>, req: Request<RecvStream>, mut respond: SendResponse<Bytes>) {
     let worker = shared.worker.clone();
-    let _in_flight = InFlight::new(&worker);
+    let in_flight = InFlight::new(&worker);
     let gen = worker.gen();
     let mut s = Stream {
         tally: Tally::new(worker.clone()),
@@ -95,9 +98,13 @@ async fn handle(shared: Rc<Shared>, req: Request<RecvStream>, mut respond: SendR
         gen,
         shared,
     };
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // An extended CONNECT for a WebSocket (RFC 8441) goes on as the
+    // HTTP/1.1 handshake it stands for.
+    let websocket = websocket::from_connect(&mut parts);
     s.down.reserve_exact(synthesized_len(&parts));
-    synthesize(&parts, !body.is_end_stream(), &mut s.down);
+    let has_body = websocket.is_none() && !body.is_end_stream();
+    synthesize(&parts, has_body, &mut s.down);
     drop(parts);
     let parsed = if s.down.len() > s.gen.config.server.max_header_bytes {
         Err(431)
@@ -158,7 +165,22 @@ async fn handle(shared: Rc<Shared>, req: Request<RecvStream>, mut respond: SendR
             return filter_reply(&mut s, &mut respond, reply);
         }
     }
-    match upstream::exchange(&mut s, route, body, &mut respond).await {
+    let outcome = match websocket {
+        None => upstream::exchange(&mut s, route, body, &mut respond).await,
+        Some(hs) => match ws_tunnel::exchange(&mut s, route, &hs, body, &mut respond).await {
+            Ok(tunnel) => {
+                // The request ends with the 200 (its latency: time to the
+                // 200); the tunnel is counted on its own.
+                s.tally.finish(200, None, &s.shared.client_ip);
+                drop(in_flight);
+                drop(s);
+                tunnel.run(&worker).await;
+                return;
+            }
+            Err(outcome) => outcome,
+        },
+    };
+    match outcome {
         Outcome::Done => {
             let status = s.tally.status;
             s.tally.finish(status, None, &s.shared.client_ip);

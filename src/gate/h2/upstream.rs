@@ -59,12 +59,12 @@ pub(super) enum Outcome {
 /// Buffers lent by the worker for one exchange, returned on drop (the
 /// worker's usual size: a response head and its first body bytes fit; the
 /// body's later reads go to `Bytes` handed to h2).
-struct Bufs {
-    worker: Rc<Worker>,
+pub(super) struct Bufs {
+    pub(super) worker: Rc<Worker>,
     /// The request head (and chunk framing) sent upstream.
-    out: Vec<u8>,
+    pub(super) out: Vec<u8>,
     /// The response head and the first body bytes.
-    up: Vec<u8>,
+    pub(super) up: Vec<u8>,
 }
 
 impl Drop for Bufs {
@@ -431,7 +431,7 @@ pub(super) fn respond_filters(
 /// Sends the response head read into `s.resp` (after the route's
 /// response filters) and streams the body. Returns how it ended and
 /// whether the upstream connection ended the response cleanly.
-async fn respond_down(
+pub(super) async fn respond_down(
     s: &mut Stream,
     respond: &mut SendResponse<Bytes>,
     up: &mut UpstreamConn,

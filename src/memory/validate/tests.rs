@@ -521,6 +521,20 @@ fn bad_values_name_their_fields() {
 }
 
 #[test]
+fn h2_websocket_is_a_switch_on_by_default() {
+    assert!(parse(GOOD).unwrap().server.h2_websocket);
+    let off = GOOD.replace("workers = 2", "workers = 2\nh2_websocket = false");
+    assert!(!parse(&off).unwrap().server.h2_websocket);
+    let bad = GOOD.replace("workers = 2", "workers = 2\nh2_websocket = \"no\"");
+    let errs = errors(&bad);
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("h2_websocket") && e.contains("invalid type")),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn tunnel_idle_timeout_is_a_duration() {
     assert_eq!(
         parse(GOOD).unwrap().proxy.tunnel_idle_timeout,
