@@ -28,9 +28,15 @@ impl GrpcServer {
     /// Started, or `None` (the test skips) where python3 or grpcio is
     /// missing and the tools are not required.
     fn start() -> Option<GrpcServer> {
+        GrpcServer::start_with(&[])
+    }
+
+    /// Started with `args` (`--tls CERT KEY`: over TLS).
+    fn start_with(args: &[&str]) -> Option<GrpcServer> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/echo_server.py");
         let child = Command::new("python3")
             .arg(script)
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -307,5 +313,46 @@ fn a_grpcio_client_goes_through_dao_over_http2() {
     assert_eq!(v["fail"], "NOT_FOUND", "{v}");
     assert_eq!(v["deadline"], "DEADLINE_EXCEEDED", "{v}");
     assert!(v["deadline_s"].as_f64().unwrap() < 1.5, "{v}");
+    dao.shutdown();
+}
+
+/// The same calls to a grpcio server serving TLS: DAO speaks HTTP/2 over
+/// TLS to it (`https://`, `protocol = "h2"`, its certificate verified).
+#[test]
+fn a_grpcio_client_reaches_a_grpc_server_over_tls() {
+    let pki = common::pki::Pki::new("grpc-tls");
+    let (cert, key) = (pki.path("server.pem"), pki.path("server.key"));
+    let Some(server) = GrpcServer::start_with(&["--tls", &cert, &key]) else {
+        return;
+    };
+    let dao = start(&format!(
+        "[server]\nbind = \"127.0.0.1:0\"\nworkers = 1\n\
+         [[routes.rule]]\nname = \"grpc\"\n[routes.rule.match]\npath_prefix = \"/dao.test.Echo/\"\n\
+         [[routes.rule.upstreams]]\nname = \"py\"\nurl = \"https://localhost:{}\"\nprotocol = \"h2\"\n\
+         [routes.rule.upstreams.tls]\nca = \"{}\"\n",
+        server.addr.port(),
+        pki.path("ca.pem")
+    ));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/grpc/client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dao.local_addr().to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["unary"], "echo:hi", "{v}");
+    assert_eq!(v["unary_trailer"], "t", "{v}");
+    assert_eq!(
+        v["stream"],
+        serde_json::json!(["msg-0", "msg-1", "msg-2"]),
+        "{v}"
+    );
+    assert_eq!(v["fail"], "NOT_FOUND", "{v}");
+    assert_eq!(v["deadline"], "DEADLINE_EXCEEDED", "{v}");
     dao.shutdown();
 }

@@ -62,7 +62,16 @@ def main():
     server.add_generic_rpc_handlers(
         (grpc.method_handlers_generic_handler("dao.test.Echo", handlers),)
     )
-    port = server.add_insecure_port("127.0.0.1:0")
+    if len(sys.argv) == 4 and sys.argv[1] == "--tls":
+        # --tls CERT KEY: gRPC over TLS (HTTP/2 chosen by ALPN).
+        with open(sys.argv[2], "rb") as f:
+            cert = f.read()
+        with open(sys.argv[3], "rb") as f:
+            key = f.read()
+        creds = grpc.ssl_server_credentials([(key, cert)])
+        port = server.add_secure_port("127.0.0.1:0", creds)
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     print(port, flush=True)
     sys.stdin.read()
