@@ -10,6 +10,7 @@ mod exchange;
 pub(crate) mod h2;
 mod h2up;
 pub(crate) mod io;
+mod retries;
 pub mod listener;
 pub mod sni;
 mod stream;
