@@ -20,7 +20,6 @@ use super::attempt::{attempt, Attempt, Request, Up};
 use super::conn::Conn;
 use super::io::{read_more, IoFail};
 use super::retries::{Retries, Standing};
-use crate::align::breaker::Held;
 use crate::error::ProxyError;
 use crate::flow::{Headers, ResponseCx};
 use crate::memory::{Upstream, UpstreamProtocol};
@@ -74,6 +73,26 @@ pub(super) struct Bufs {
     pub(super) up: Vec<u8>,
 }
 
+impl Bufs {
+    /// The worker's buffers for one exchange.
+    pub(super) fn new(worker: &Rc<Worker>) -> Bufs {
+        Bufs {
+            worker: worker.clone(),
+            out: worker.take_buf(),
+            up: worker.take_up_buf(),
+        }
+    }
+
+    /// Empties `up` for an attempt's response: of a previous attempt's,
+    /// or replaced when a timed-out read took it.
+    pub(super) fn fresh_up(&mut self) {
+        self.up.clear();
+        if self.up.capacity() == 0 {
+            self.up = self.worker.take_up_buf();
+        }
+    }
+}
+
 impl Drop for Bufs {
     fn drop(&mut self) {
         self.worker.give_buf(std::mem::take(&mut self.out));
@@ -95,11 +114,7 @@ impl Exchange {
             &mut conn.tally,
         );
         let route = retries.route();
-        let mut bufs = Bufs {
-            worker: worker.clone(),
-            out: worker.take_buf(),
-            up: worker.take_up_buf(),
-        };
+        let mut bufs = Bufs::new(&worker);
 
         // Body bytes that came with the head.
         let head_len = conn.head.head_len;
@@ -134,17 +149,9 @@ impl Exchange {
 
         let outcome = loop {
             let upstream = &route.upstreams[picked];
-            let load = &gen.loads[upstream.pool];
-            // The breaker's request limit (its connection limits are
-            // checked when a connection is opened).
-            let admitted = match &gen.breakers[route_index] {
-                Some(b) => b.admit(load.requests.get()),
-                None => Ok(()),
-            };
-            let (error, cause, reached) = match admitted {
+            let (error, cause, reached) = match retries.admit(picked) {
                 Err(limit) => (ProxyError::CircuitOpen(limit), None, false),
-                Ok(()) => {
-                    let _request = Held::new(&load.requests);
+                Ok(_request) => {
                     let tried_once = match upstream.protocol {
                         UpstreamProtocol::H1 => Either::Left(attempt(
                             conn,

@@ -14,7 +14,7 @@
 
 use super::tally::Tally;
 use crate::align::balancer::Ask;
-use crate::align::breaker::Held;
+use crate::align::breaker::{Held, Limit};
 use crate::align::retry::{budget_allows, Cause, Tried};
 use crate::error::ProxyError;
 use crate::flow::Headers;
@@ -87,6 +87,18 @@ impl<'a> Retries<'a> {
         &self.gen.config.routes[self.route]
     }
 
+    /// Admits an attempt on upstream `picked` within the circuit breaker's
+    /// request limit (its connection limits are checked when a connection
+    /// is opened): the guard counts the request in flight to the
+    /// upstream until dropped.
+    pub(super) fn admit(&self, picked: usize) -> Result<Held<'a>, Limit> {
+        let requests = &self.gen.loads[self.route().upstreams[picked].pool].requests;
+        if let Some(b) = &self.gen.breakers[self.route] {
+            b.admit(requests.get())?;
+        }
+        Ok(Held::new(requests))
+    }
+
     /// The sticky assignment the response to an answer from `picked`
     /// sets, `(route, upstream)`, when it is new or changed.
     pub(super) fn sticky_cookie(&self, picked: usize) -> Option<(usize, usize)> {
@@ -151,9 +163,7 @@ impl<'a> Retries<'a> {
         let Some(policy) = &self.route().retry else {
             return false;
         };
-        if self.tried.len() > policy.attempts as usize
-            || req.spent
-            || (reached && !req.replayable)
+        if self.tried.len() > policy.attempts as usize || req.spent || (reached && !req.replayable)
         {
             return false;
         }
