@@ -74,9 +74,9 @@ pub(super) async fn attempt(
         payload.freeze()
     };
 
-    // A stream that dies before any answer, on a connection that was
-    // already open, is tried once more when the request is held whole.
-    let mut again = SecondChance(req.replayable);
+    // A stream whose connection, already open, died before any answer
+    // is tried once more when the request is held whole.
+    let mut chance = SecondChance(req.replayable);
     let (parts, body) = loop {
         let head = match translate(conn, upstream) {
             Ok(h) => h,
@@ -131,7 +131,7 @@ pub(super) async fn attempt(
             let opening = (prefix.clone(), None);
             match send_opening(&mut up_body, opening, last, proxy.read_timeout).await {
                 Ok(()) => {}
-                Err(BodyError::H2(e)) if again.take(reused, &e) => continue,
+                Err(BodyError::H2(e)) if chance.take(reused, &e) => continue,
                 Err(e) => return unsent(e),
             }
         }
@@ -147,7 +147,7 @@ pub(super) async fn attempt(
         match within(timeout, response.head()).await {
             None => return failed(ProxyError::UpstreamTimeout, Cause::Timeout, true),
             Some(Ok(pair)) => break pair,
-            Some(Err(e)) if again.take(reused, &e) => {}
+            Some(Err(e)) if chance.take(reused, &e) => {}
             Some(Err(e)) => return head_failed(e),
         }
     };

@@ -49,7 +49,7 @@ pub(super) async fn attempt(
     let read_timeout = gen.config.proxy.read_timeout;
     let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
     let deadline = per_try.map(|t| clock::now() + t);
-    let mut again = SecondChance(req.replayable);
+    let mut chance = SecondChance(req.replayable);
     bufs.fresh_up();
     let (parts, body) = loop {
         let head = match h1h2::request(&s.down, &s.head, &s.forwarded(upstream)) {
@@ -83,7 +83,7 @@ pub(super) async fn attempt(
                 let opening = (data.clone(), trailers.as_ref());
                 match send_opening(&mut up_body, opening, true, read_timeout).await {
                     Ok(()) => {}
-                    Err(BodyError::H2(e)) if again.take(reused, &e) => continue,
+                    Err(BodyError::H2(e)) if chance.take(reused, &e) => continue,
                     Err(e) => return unsent(e),
                 }
             }
@@ -98,7 +98,7 @@ pub(super) async fn attempt(
             None => return failed(ProxyError::UpstreamTimeout, Cause::Timeout, true),
             Some(Err(abort)) => return abort,
             Some(Ok(Ok(pair))) => break pair,
-            Some(Ok(Err(e))) if again.take(reused, &e) => {}
+            Some(Ok(Err(e))) if chance.take(reused, &e) => {}
             Some(Ok(Err(e))) => return head_failed(e),
         }
     };
