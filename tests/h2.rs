@@ -11,98 +11,20 @@
 
 mod common;
 
-use std::future::Future;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use common::http2::{get, h2c, run, send};
 use common::pki::Pki;
-use common::{config, respond, start, tool, After, Backend, Client};
-use h2::client::SendRequest;
+use common::{config, curl, respond, start, stdout, tool, After, Backend, Client};
 use http::{HeaderMap, Request};
 
 // ---------------------------------------------------------------- helpers
-
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// Runs `f` on a monoio runtime of the test's own (the h2 crate's client
-/// over monoio-compat, as DAO's server side runs).
-fn run<F: Future>(f: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(f)
-}
-
-/// An h2c client connection to `addr` (its connection task spawned),
-/// granting `window` bytes per stream when given.
-async fn h2c(addr: SocketAddr, window: Option<u32>) -> SendRequest<Bytes> {
-    let tcp = monoio::net::TcpStream::connect(addr).await.unwrap();
-    let io = Box::new(monoio_compat::StreamWrapper::new(tcp));
-    let mut builder = h2::client::Builder::new();
-    if let Some(w) = window {
-        builder.initial_window_size(w);
-    }
-    let (client, conn) = builder.handshake::<_, Bytes>(io).await.unwrap();
-    monoio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// A response as the h2 client received it.
-struct Got {
-    status: u16,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    trailers: Option<HeaderMap>,
-}
-
-/// Sends `req` (with `body`, if any, in one DATA frame) and reads the
-/// whole response.
-async fn send(client: &mut SendRequest<Bytes>, req: Request<()>, body: &[u8]) -> Got {
-    let mut client = client.clone().ready().await.unwrap();
-    let (resp, mut stream) = client.send_request(req, body.is_empty()).unwrap();
-    if !body.is_empty() {
-        stream
-            .send_data(Bytes::copy_from_slice(body), true)
-            .unwrap();
-    }
-    let resp = resp.await.expect("a response");
-    let (parts, mut recv) = resp.into_parts();
-    let mut body = Vec::new();
-    while let Some(chunk) = recv.data().await {
-        let chunk = chunk.unwrap();
-        let _ = recv.flow_control().release_capacity(chunk.len());
-        body.extend_from_slice(&chunk);
-    }
-    let trailers = recv.trailers().await.unwrap();
-    Got {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body,
-        trailers,
-    }
-}
-
-fn get(uri: &str) -> Request<()> {
-    Request::get(uri).body(()).unwrap()
-}
 
 /// Waits (asynchronously) until `flag` is set, for at most `limit`.
 async fn until_set(flag: &AtomicBool, limit: Duration) -> bool {
@@ -266,15 +188,6 @@ impl Raw {
             }
         }
     }
-}
-
-/// A backend answering after `delay`.
-fn slow_backend(delay: Duration) -> Backend {
-    Backend::start(move |_, s| {
-        std::thread::sleep(delay);
-        respond(s, 200, &[], b"slow");
-        After::KeepAlive
-    })
 }
 
 /// Whether DAO still serves a new HTTP/2 connection.
@@ -654,7 +567,7 @@ fn upstream_failures_map_to_gateway_statuses() {
         assert_eq!(got.status, 502);
     });
     dao.shutdown();
-    let slow = slow_backend(Duration::from_secs(3));
+    let slow = Backend::slow(Duration::from_secs(3));
     let dao = start(&config(
         1,
         "[proxy]\nresponse_timeout = \"300ms\"\n",
@@ -670,7 +583,7 @@ fn upstream_failures_map_to_gateway_statuses() {
 
 #[test]
 fn too_many_concurrent_streams_are_refused() {
-    let backend = slow_backend(Duration::from_millis(500));
+    let backend = Backend::slow(Duration::from_millis(500));
     let dao = start(&config(1, "h2_max_concurrent_streams = 2", &[backend.addr]));
     let mut raw = Raw::connect(dao.local_addr(), &[]);
     let settings = raw.until(|f| f.ty == SETTINGS && f.flags & 1 == 0).unwrap();
@@ -711,7 +624,7 @@ fn too_many_concurrent_streams_are_refused() {
 
 #[test]
 fn rapid_reset_ends_in_goaway_and_spares_other_connections() {
-    let backend = slow_backend(Duration::from_millis(50));
+    let backend = Backend::slow(Duration::from_millis(50));
     let dao = start(&config(1, "", &[backend.addr]));
     let mut raw = Raw::connect(dao.local_addr(), &[]);
     let block = request_block("/");
@@ -936,7 +849,7 @@ fn idle_connections_get_goaway() {
 
 #[test]
 fn graceful_shutdown_sends_goaway_and_finishes_streams() {
-    let backend = slow_backend(Duration::from_millis(600));
+    let backend = Backend::slow(Duration::from_millis(600));
     let dao = start(&config(1, "shutdown_timeout = \"5s\"", &[backend.addr]));
     let mut raw = Raw::connect(dao.local_addr(), &[]);
     raw.send(&frame(

@@ -46,26 +46,11 @@ struct H2Server {
 impl H2Server {
     /// Allows `max_streams` concurrent streams per connection.
     fn start(max_streams: u32) -> H2Server {
-        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        std_listener.set_nonblocking(true).unwrap();
-        let addr = std_listener.local_addr().unwrap();
         let seen = Arc::new(Seen::default());
         let s = seen.clone();
-        std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(std_listener).unwrap();
-                loop {
-                    let Ok((tcp, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let id = s.connections.fetch_add(1, Ordering::SeqCst);
-                    tokio::spawn(serve(tcp, id, max_streams, s.clone()));
-                }
-            });
+        let addr = common::http2::tokio_server(move |tcp| {
+            let id = s.connections.fetch_add(1, Ordering::SeqCst);
+            serve(tcp, id, max_streams, s.clone())
         });
         H2Server { addr, seen }
     }

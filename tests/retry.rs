@@ -188,15 +188,6 @@ fn gateway_errors_are_retried_only_when_asked() {
     dao.shutdown();
 }
 
-/// A backend that answers after `ms` milliseconds.
-fn slow_backend(ms: u64) -> Backend {
-    Backend::start(move |_, s| {
-        std::thread::sleep(Duration::from_millis(ms));
-        respond(s, 200, &[], b"slow");
-        After::KeepAlive
-    })
-}
-
 /// Sends `GET /` from a thread; returns its response when joined.
 fn get_in_background(addr: SocketAddr) -> std::thread::JoinHandle<Resp> {
     let h = std::thread::spawn(move || Client::connect(addr).get("/"));
@@ -211,7 +202,7 @@ fn the_budget_refuses_retries_beyond_it() {
     // second. The first request retries its way to the third; while that
     // retry is in flight, the second request fails on the first dead
     // upstream and, with room for one retry in flight, gets its 502.
-    let slow = slow_backend(1000);
+    let slow = Backend::slow(Duration::from_millis(1000));
     let budget = "[routes.rule.retry]\nattempts = 2\nbudget_percent = 0\nbudget_min = 1\n";
     let dao = proxy_with(budget, &[dead_addr(), dead_addr(), slow.addr]);
     let first = get_in_background(dao.local_addr());
@@ -226,7 +217,7 @@ fn the_budget_refuses_retries_beyond_it() {
 
 #[test]
 fn circuit_breaker_fails_fast_with_a_marked_503() {
-    let slow = slow_backend(1000);
+    let slow = Backend::slow(Duration::from_millis(1000));
     let dao = proxy_with(
         "[routes.rule.circuit_breaker]\nmax_requests = 1\n",
         &[slow.addr],
@@ -273,7 +264,7 @@ fn circuit_breaker_fails_fast_with_a_marked_503() {
 
 #[test]
 fn a_refused_request_is_retried_on_another_upstream() {
-    let slow = slow_backend(1000);
+    let slow = Backend::slow(Duration::from_millis(1000));
     let fast = Backend::text("fast");
     let tables = "[routes.rule.retry]\n[routes.rule.circuit_breaker]\nmax_requests = 1\n";
     let dao = proxy_with(tables, &[slow.addr, fast.addr]);

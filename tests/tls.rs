@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::pki::Pki;
-use common::{respond, tool, After, Backend, Server};
+use common::{curl, respond, tool, After, Backend, Server};
 
 fn tools() -> bool {
     tool("curl") && tool("openssl")
@@ -72,15 +72,6 @@ fn tls_config(pki: &Pki, backend: &Backend, server: &str, extra: &str) -> String
         extra.replace("DIR", pki.dir.to_str().unwrap()),
         backend.addr
     )
-}
-
-/// Runs curl with `args` (and `--silent --show-error`, a 10 s limit).
-fn curl(args: &[&str]) -> Output {
-    Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "10"])
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 /// `curl --cacert ca.pem` for `https://{host}:{port}{path}`, `host`

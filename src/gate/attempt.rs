@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use super::conn::Conn;
 use super::exchange::Bufs;
 use super::io::IoFail;
+use super::tally::Tally;
 use crate::align::breaker::Held;
 use crate::align::retry::Cause;
 use crate::clock;
@@ -22,7 +23,7 @@ use crate::memory::{Route, Upstream};
 use crate::proto::h1::head::write_request_head;
 use crate::proto::h1::parse_response;
 use crate::proto::h1::response::is_interim;
-use crate::proto::h1::BodyState;
+use crate::proto::h1::{BodyState, ResponseHead};
 use crate::runtime::generation::Gen;
 use crate::runtime::worker::Worker;
 use crate::upstream::pool::{ConnectError, UpstreamConn};
@@ -111,38 +112,14 @@ pub(super) async fn attempt(
     write_request_head(&mut bufs.out, &conn.down, &conn.head, &fwd);
     let prefix = req.head_len..req.head_len + req.used;
     bufs.out.extend_from_slice(&conn.down[prefix]);
-    // A previous attempt's response, or a buffer a timeout took.
-    bufs.up.clear();
-    if bufs.up.capacity() == 0 {
-        bufs.up = worker.take_up_buf();
-    }
+    bufs.fresh_up();
 
-    let load = &gen.loads[upstream.pool];
-    let pool = gen.pools[upstream.pool];
-    let (mut up, mut reused) = match worker.pool.take(pool, worker.coarse_now.get()) {
-        Some(s) => {
-            conn.tally.sending();
-            (s, true)
-        }
-        None => {
-            if let Some(b) = &gen.breakers[route_index] {
-                let open = worker.pool.open(pool);
-                if let Err(limit) = b.connect(open, load.pending.get()) {
-                    return Attempt::Failed {
-                        error: ProxyError::CircuitOpen(limit),
-                        cause: None,
-                        reached: false,
-                    };
-                }
-            }
-            conn.tally.sending();
-            let _waiting = Held::new(&load.pending);
-            match connect((worker, &gen), upstream, deadline).await {
-                Ok(s) => (s, false),
-                Err((error, cause)) => return failed(error, cause, false),
-            }
-        }
-    };
+    let target = (route_index, upstream);
+    let (mut up, mut reused) =
+        match upstream_conn((worker, &gen), target, deadline, &mut conn.tally).await {
+            Ok(pair) => pair,
+            Err(fail) => return fail,
+        };
     if conn.head.expect_continue
         && !req.body.is_done()
         && conn.head.minor_version == 1
@@ -162,24 +139,18 @@ pub(super) async fn attempt(
         conn.consume(req.head_len + req.used);
         req.consumed = true;
     }
-    let mut sent = up
-        .write_all(&mut bufs.out, left(deadline, proxy.read_timeout))
-        .await;
-    // A pooled connection the upstream had closed: once more on a fresh
-    // one. (A timed-out write took the buffer with it: no retry then.)
-    if matches!(sent, Err(IoFail::Eof | IoFail::Io(_))) && reused && req.replayable {
-        up = match connect((worker, &gen), upstream, deadline).await {
-            Ok(s) => s,
-            Err((error, cause)) => return failed(error, cause, true),
-        };
-        reused = false;
-        sent = up
-            .write_all(&mut bufs.out, left(deadline, proxy.read_timeout))
-            .await;
-    }
-    if let Err(e) = sent {
-        let (error, cause) = upstream_error(e);
-        return failed(error, cause, true);
+    let again = (&mut reused, req.replayable);
+    if let Err(fail) = send_head(
+        (worker, &gen),
+        &mut up,
+        &mut bufs.out,
+        again,
+        upstream,
+        deadline,
+    )
+    .await
+    {
+        return fail;
     }
 
     // The rest of the request body, read into `down` and forwarded from
@@ -240,69 +211,171 @@ pub(super) async fn attempt(
     }
 
     let can_retry = reused && req.replayable;
-    match read_head(
-        conn,
-        worker,
+    let mut interim = ToClient {
+        client: &mut conn.client,
+        minor_version: conn.head.minor_version,
+        bytes_out: &mut conn.tally.bytes_out,
+        passed: &mut req.interim,
+        limit: proxy.read_timeout,
+    };
+    let read = read_head(
+        (worker, &gen),
         bufs,
-        req,
+        (&mut conn.resp, conn.head.is_head, conn.head.upgrade),
+        &mut interim,
         &mut up,
         (can_retry, upstream),
-        deadline,
-    )
-    .await
-    {
+        (req.response_timeout, deadline),
+    );
+    match read.await {
         None => Attempt::Head(Up::H1(up)),
         Some(fail) => fail,
     }
 }
 
-/// Reads the response head into `bufs.up` and `conn.resp`; interim
-/// responses pass to HTTP/1.1 clients or drop. `None`: a final head.
-async fn read_head(
-    conn: &mut Conn,
-    worker: &Worker,
+/// A connection to `upstream` (of route `route_index`) for an attempt:
+/// an idle pooled one (`true`), else a new one within the circuit
+/// breaker's connection limits and what is left of the attempt's
+/// `deadline`. `Err`: how the attempt ended.
+pub(super) async fn upstream_conn(
+    (worker, gen): (&Worker, &Gen),
+    (route_index, upstream): (usize, &Upstream),
+    deadline: Option<Instant>,
+    tally: &mut Tally,
+) -> Result<(UpstreamConn, bool), Attempt> {
+    let load = &gen.loads[upstream.pool];
+    let pool = gen.pools[upstream.pool];
+    if let Some(up) = worker.pool.take(pool, worker.coarse_now.get()) {
+        tally.sending();
+        return Ok((up, true));
+    }
+    if let Some(b) = &gen.breakers[route_index] {
+        if let Err(limit) = b.connect(worker.pool.open(pool), load.pending.get()) {
+            return Err(Attempt::Failed {
+                error: ProxyError::CircuitOpen(limit),
+                cause: None,
+                reached: false,
+            });
+        }
+    }
+    tally.sending();
+    let _waiting = Held::new(&load.pending);
+    match connect((worker, gen), upstream, deadline).await {
+        Ok(up) => Ok((up, false)),
+        Err((error, cause)) => Err(failed(error, cause, false)),
+    }
+}
+
+/// Sends the request in `out` on `up`. A pooled connection (`reused`)
+/// the upstream had closed is replaced once when the request is
+/// `replayable` (`reused` is then false). (A timed-out write took the
+/// buffer with it: no second try then.) `Err`: how the attempt ended.
+pub(super) async fn send_head(
+    (worker, gen): (&Worker, &Gen),
+    up: &mut UpstreamConn,
+    out: &mut Vec<u8>,
+    (reused, replayable): (&mut bool, bool),
+    upstream: &Upstream,
+    deadline: Option<Instant>,
+) -> Result<(), Attempt> {
+    let limit = gen.config.proxy.read_timeout;
+    let mut sent = up.write_all(out, left(deadline, limit)).await;
+    if matches!(sent, Err(IoFail::Eof | IoFail::Io(_))) && *reused && replayable {
+        *up = match connect((worker, gen), upstream, deadline).await {
+            Ok(fresh) => fresh,
+            Err((error, cause)) => return Err(failed(error, cause, true)),
+        };
+        *reused = false;
+        sent = up.write_all(out, left(deadline, limit)).await;
+    }
+    sent.map_err(|e| {
+        let (error, cause) = upstream_error(e);
+        failed(error, cause, true)
+    })
+}
+
+/// Where `read_head` passes the interim (1xx) heads it meets, other than
+/// `100 Continue` (the proxy's own to send, or not).
+pub(super) trait Interim {
+    /// Passes on the interim head parsed into `resp`, the first `n` bytes
+    /// of `buf`; an error is the client's failure.
+    async fn pass(
+        &mut self,
+        resp: &ResponseHead,
+        buf: &mut Vec<u8>,
+        n: usize,
+    ) -> Result<(), ProxyError>;
+}
+
+/// An HTTP/1.1 client, which gets interim heads as they are (an HTTP/1.0
+/// one does not).
+struct ToClient<'a> {
+    client: &'a mut super::stream::ClientStream,
+    minor_version: u8,
+    bytes_out: &'a mut u64,
+    /// Set once a head went to the client: the response started.
+    passed: &'a mut bool,
+    limit: Duration,
+}
+
+impl Interim for ToClient<'_> {
+    async fn pass(
+        &mut self,
+        _: &ResponseHead,
+        buf: &mut Vec<u8>,
+        n: usize,
+    ) -> Result<(), ProxyError> {
+        if self.minor_version != 1 {
+            return Ok(());
+        }
+        *self.passed = true;
+        *self.bytes_out += n as u64;
+        let written = self.client.write_range(buf, 0..n, self.limit).await;
+        written.map_err(|e| ProxyError::ClientIo(e.into_io()))
+    }
+}
+
+/// Reads the response head into `bufs.up` and `resp` (`is_head`: the
+/// request was a HEAD; `upgrade`: a WebSocket handshake, which a 101
+/// answers), within `timeout` and what is left of the attempt's
+/// `deadline`; interim heads go to `interim`. `can_retry`: a pooled
+/// connection found closed before any byte of a response is replaced once,
+/// and the request in `bufs.out` sent again. `None`: a final head.
+pub(super) async fn read_head(
+    (worker, gen): (&Worker, &Gen),
     bufs: &mut Bufs,
-    req: &mut Request,
+    (resp, is_head, upgrade): (&mut ResponseHead, bool, bool),
+    interim: &mut impl Interim,
     up: &mut UpstreamConn,
     (mut can_retry, upstream): (bool, &Upstream),
-    deadline: Option<Instant>,
+    (timeout, deadline): (Duration, Option<Instant>),
 ) -> Option<Attempt> {
-    let gen = conn.gen.clone();
     let proxy = &gen.config.proxy;
     // The first wait gets the whole timeout; only a head that needs more
     // reads pays for reading the clock again.
     let started = clock::now();
     let timeout = match deadline {
-        None => req.response_timeout,
-        Some(d) => req
-            .response_timeout
-            .min(d.saturating_duration_since(started)),
+        None => timeout,
+        Some(d) => timeout.min(d.saturating_duration_since(started)),
     };
     let mut left = timeout;
     let bad = |why| Some(failed(ProxyError::BadResponse(why), Cause::Reset, true));
     loop {
         if !bufs.up.is_empty() {
-            match parse_response(&bufs.up, conn.head.is_head, &mut conn.resp) {
-                Ok(Some(())) if is_interim(conn.resp.status) => {
-                    let n = conn.resp.head_len;
-                    // 100 was ours to send (or not); others go to 1.1 clients.
-                    if conn.resp.status != 100 && conn.head.minor_version == 1 {
-                        req.interim = true;
-                        conn.tally.bytes_out += n as u64;
-                        if let Err(e) = conn
-                            .client
-                            .write_range(&mut bufs.up, 0..n, proxy.read_timeout)
-                            .await
-                        {
-                            return Some(Attempt::Abort(ProxyError::ClientIo(e.into_io())));
+            match parse_response(&bufs.up, is_head, resp) {
+                Ok(Some(())) if is_interim(resp.status) => {
+                    let n = resp.head_len;
+                    if resp.status != 100 {
+                        if let Err(e) = interim.pass(resp, &mut bufs.up, n).await {
+                            return Some(Attempt::Abort(e));
                         }
                     }
                     bufs.up.drain(..n);
                     continue;
                 }
                 // A 101 ends the exchange only for a WebSocket handshake.
-                Ok(Some(())) if conn.resp.status == 101 && conn.head.upgrade => return None,
-                Ok(Some(())) if conn.resp.status == 101 || conn.resp.status < 100 => {
+                Ok(Some(())) if resp.status == 101 && upgrade => return None,
+                Ok(Some(())) if resp.status == 101 || resp.status < 100 => {
                     return bad("unexpected status");
                 }
                 Ok(Some(())) => return None,
@@ -332,7 +405,7 @@ async fn read_head(
                 // a fresh one.
                 tracing::debug!(error = ?e, "pooled upstream connection was dead; retrying");
                 can_retry = false;
-                *up = match connect((worker, &gen), upstream, deadline).await {
+                *up = match connect((worker, gen), upstream, deadline).await {
                     Ok(s) => s,
                     Err((error, cause)) => return Some(failed(error, cause, true)),
                 };

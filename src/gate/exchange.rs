@@ -10,20 +10,19 @@
 //! breaker), after a failure or status the route's `on` names, while no
 //! byte of a response went to the client and attempts and the per-core
 //! budget are left. A retry goes to an upstream not tried yet when there
-//! is one.
+//! is one. Those decisions are `retries`', shared with HTTP/2 streams.
+//! Held whole here: the body came complete with the head (it is in
+//! `conn.down`, which is kept until the exchange ends).
 
 use std::rc::Rc;
 
 use super::attempt::{attempt, Attempt, Request, Up};
 use super::conn::Conn;
 use super::io::IoFail;
-use super::tally::Tally;
-use crate::align::balancer::Ask;
-use crate::align::breaker::Held;
-use crate::align::retry::{budget_allows, Tried};
+use super::retries::{Retries, Standing};
 use crate::error::ProxyError;
 use crate::flow::{Headers, ResponseCx};
-use crate::memory::{Route, Upstream, UpstreamProtocol};
+use crate::memory::{Upstream, UpstreamProtocol};
 use crate::proto::h1::head::{write_response_head, DownFraming};
 use crate::proto::h1::ResponseHead;
 use crate::proto::h1::{BodyKind, BodyState};
@@ -74,6 +73,26 @@ pub(super) struct Bufs {
     pub(super) up: Vec<u8>,
 }
 
+impl Bufs {
+    /// The worker's buffers for one exchange.
+    pub(super) fn new(worker: &Rc<Worker>) -> Bufs {
+        Bufs {
+            worker: worker.clone(),
+            out: worker.take_buf(),
+            up: worker.take_up_buf(),
+        }
+    }
+
+    /// Empties `up` for an attempt's response: of a previous attempt's,
+    /// or replaced when a timed-out read took it.
+    pub(super) fn fresh_up(&mut self) {
+        self.up.clear();
+        if self.up.capacity() == 0 {
+            self.up = self.worker.take_up_buf();
+        }
+    }
+}
+
 impl Drop for Bufs {
     fn drop(&mut self) {
         self.worker.give_buf(std::mem::take(&mut self.out));
@@ -87,33 +106,15 @@ impl Exchange {
     pub(crate) async fn run(conn: &mut Conn, route_index: usize) -> Outcome {
         let worker = conn.worker.clone();
         let gen = conn.gen.clone();
-        let route = &gen.config.routes[route_index];
-        let ask = super::ask::ask(
-            &gen.config,
-            route,
-            &conn.head,
-            &conn.down,
+        let (mut retries, mut picked) = Retries::start(
+            (&worker, &gen),
+            route_index,
+            (&conn.head, &conn.down),
             &conn.client_ip,
-            worker.coarse_us(),
+            &mut conn.tally,
         );
-        // Sticky routes: the upstream the client's cookie names, if usable.
-        let sticky = route.balancing.sticky.as_ref().map(|st| {
-            Headers::of_request(&conn.head, &conn.down)
-                .cookie(st.cookie.as_bytes())
-                .and_then(|v| gen.balancers[route_index].sticky_find(v))
-        });
-        let mut picked = match sticky {
-            Some(Some(i)) if gen.balancers[route_index].usable(i, &ask) => {
-                worker.pin(&gen, route_index, i)
-            }
-            _ => worker.pick(&gen, route_index, &ask),
-        };
-        conn.tally.picked(route_index, picked);
-        let mut bufs = Bufs {
-            worker: worker.clone(),
-            out: worker.take_buf(),
-            up: worker.take_up_buf(),
-        };
+        let route = retries.route();
+        let mut bufs = Bufs::new(&worker);
 
         // Body bytes that came with the head.
         let head_len = conn.head.head_len;
@@ -146,23 +147,11 @@ impl Exchange {
             return Outcome::Failed(ProxyError::BadRequest("request body too large", 413));
         }
 
-        let mut tried = Tried::default();
-        // The retry in flight, if any, counted in the core's budget.
-        let mut retrying: Option<Held<'_>> = None;
         let outcome = loop {
-            tried.push(picked);
             let upstream = &route.upstreams[picked];
-            let load = &gen.loads[upstream.pool];
-            // The breaker's request limit (its connection limits are
-            // checked when a connection is opened).
-            let admitted = match &gen.breakers[route_index] {
-                Some(b) => b.admit(load.requests.get()),
-                None => Ok(()),
-            };
-            let (error, cause, reached) = match admitted {
+            let (error, cause, reached) = match retries.admit(picked) {
                 Err(limit) => (ProxyError::CircuitOpen(limit), None, false),
-                Ok(()) => {
-                    let _request = Held::new(&load.requests);
+                Ok(_request) => {
                     let tried_once = match upstream.protocol {
                         UpstreamProtocol::H1 => Either::Left(attempt(
                             conn,
@@ -187,32 +176,19 @@ impl Exchange {
                     match tried_once.await {
                         Attempt::Head(up) => {
                             let status = conn.resp.status;
-                            let on_status =
-                                route.retry.as_ref().is_some_and(|p| p.on.status(status));
-                            if on_status
-                                && may_retry(
-                                    &worker,
-                                    route,
-                                    &tried,
-                                    &req,
-                                    true,
-                                    &mut retrying,
-                                    &mut conn.tally,
-                                )
+                            if let Some(next) =
+                                retries.after_status(status, standing(&req), &mut conn.tally)
                             {
                                 // Not read further: the connection closes.
                                 drop(up);
-                                conn.tally.abandon(None, status);
-                                picked = repick(conn, &worker, route_index, &ask, &tried);
+                                picked = next;
                                 continue;
                             }
                             // A new or changed assignment: the response
                             // sets the cookie.
                             conn.route = route_index;
                             conn.upstream = picked;
-                            conn.set_sticky = sticky
-                                .filter(|&had| had != Some(picked))
-                                .map(|_| (route_index, picked));
+                            conn.set_sticky = retries.sticky_cookie(picked);
                             break match up {
                                 Up::H1(up) => stream(conn, &worker, &mut bufs, up, upstream).await,
                                 Up::H2(resp) => {
@@ -229,32 +205,11 @@ impl Exchange {
                     }
                 }
             };
-            if let ProxyError::CircuitOpen(limit) = &error {
-                conn.tally.breaker_open(*limit);
+            let failure = (&error, cause, reached);
+            match retries.after_failure(failure, standing(&req), &mut conn.tally) {
+                Some(next) => picked = next,
+                None => break Outcome::Failed(error),
             }
-            let retried_on = match (&route.retry, &error) {
-                (None, _) => false,
-                // Refused before sending: another upstream may have room.
-                (Some(_), ProxyError::CircuitOpen(_)) => tried.len() < route.upstreams.len(),
-                (Some(p), _) => cause.is_some_and(|c| p.on.cause(c)),
-            };
-            if retried_on
-                && may_retry(
-                    &worker,
-                    route,
-                    &tried,
-                    &req,
-                    reached,
-                    &mut retrying,
-                    &mut conn.tally,
-                )
-            {
-                tracing::debug!(worker = worker.id, error = %error, "retrying on another upstream");
-                conn.tally.abandon(Some(&error), 0);
-                picked = repick(conn, &worker, route_index, &ask, &tried);
-                continue;
-            }
-            break Outcome::Failed(error);
         };
         if !req.consumed {
             conn.consume(head_len + used);
@@ -263,54 +218,12 @@ impl Exchange {
     }
 }
 
-/// The upstream for a retry: the balancer's pick with the tried ones left
-/// out, counted by Sense from here on.
-fn repick(conn: &mut Conn, worker: &Worker, route: usize, ask: &Ask, tried: &Tried) -> usize {
-    let picked = worker.pick(
-        &conn.gen,
-        route,
-        &Ask {
-            avoid: tried.mask(),
-            ..*ask
-        },
-    );
-    conn.tally.picked(route, picked);
-    picked
-}
-
-/// Whether a request whose attempt failed in a way its route retries may
-/// go out again: attempts left, no response byte sent to the client, the
-/// request still whole (idempotent and held, or it never `reached` the
-/// upstream), and room in the core's retry budget, which it then takes.
-fn may_retry<'w>(
-    worker: &'w Worker,
-    route: &Route,
-    tried: &Tried,
-    req: &Request,
-    reached: bool,
-    retrying: &mut Option<Held<'w>>,
-    tally: &mut Tally,
-) -> bool {
-    let Some(policy) = &route.retry else {
-        return false;
-    };
-    if tried.len() > policy.attempts as usize
-        || req.interim
-        || req.consumed
-        || (reached && !req.replayable)
-    {
-        return false;
+/// Where the request stands for a retry (see `retries`).
+fn standing(req: &Request) -> Standing {
+    Standing {
+        replayable: req.replayable,
+        spent: req.interim || req.consumed,
     }
-    // This request's previous retry, if any, is over.
-    *retrying = None;
-    let (active, retries) = (worker.in_flight.get(), worker.retries_active.get());
-    if !budget_allows(policy, active, retries as usize) {
-        tally.retry(false);
-        return false;
-    }
-    *retrying = Some(Held::new(&worker.retries_active));
-    tally.retry(true);
-    true
 }
 
 /// Streams the response whose head `attempt` read to the client, and pools

@@ -8,11 +8,13 @@
 //! is the HTTP/1.1 one: an attempt here ends the same ways as
 //! `attempt::attempt`, and the response head it produces is HTTP/1.1 text
 //! in `bufs.up`, parsed into `conn.resp`, so response filters and the
-//! head writer work on it unchanged.
+//! head writer work on it unchanged. The lease, the translated head and
+//! the ways a stream fails are shared with HTTP/2 clients' attempts on
+//! h2c upstreams (`h2::passthrough`).
 
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
@@ -20,15 +22,17 @@ use super::attempt::{failed, left, Attempt, Request, Up};
 use super::conn::Conn;
 use super::exchange::{retry_after_us, Bufs, Outcome};
 use super::io::{within, IoFail};
+use super::tally::Tally;
 use crate::align::retry::Cause;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::memory::{Route, Upstream};
 use crate::proto::h1::head::{write_response_head, DownFraming};
-use crate::proto::h1::{parse_response, BodyKind, BodyState};
+use crate::proto::h1::{parse_response, BodyKind, BodyState, ResponseHead};
 use crate::proto::h1h2;
+use crate::runtime::generation::Gen;
 use crate::runtime::worker::Worker;
-use crate::upstream::h2::{send_data, Admission, Body, BodyError, LeaseError, Limits, Sent};
+use crate::upstream::h2::{send_data, Admission, Body, BodyError, Lease, LeaseError, Limits, Sent};
 use crate::upstream::pool::ConnectError;
 
 /// Data chunks up to this size ride in the same write as the head.
@@ -36,10 +40,10 @@ const COALESCE: usize = 8 * 1024;
 
 /// An h2c response whose head was translated into `conn.resp`.
 pub(super) struct Response {
-    body: Body,
+    pub(super) body: Body,
     /// The client accepts trailers (`TE: trailers`; read before the
     /// request's head left `conn.down`).
-    trailers: bool,
+    pub(super) trailers: bool,
 }
 
 /// Tries `upstream`, an h2c one, once (see `attempt::attempt`).
@@ -56,10 +60,7 @@ pub(super) async fn attempt(
     let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
     let mut deadline = per_try.map(|t| clock::now() + t);
     debug_assert!(!req.consumed, "a consumed request is not tried again");
-    bufs.up.clear();
-    if bufs.up.capacity() == 0 {
-        bufs.up = worker.take_up_buf();
-    }
+    bufs.fresh_up();
 
     let trailers = h1h2::accepts_trailers(&conn.down, &conn.head);
     // The body bytes that came with the head, as payload (chunk framing
@@ -73,50 +74,25 @@ pub(super) async fn attempt(
         payload.freeze()
     };
 
-    // A stream that dies before any answer, on a connection that was
-    // already open, is tried once more when the request is held whole.
-    let mut second_chance = req.replayable;
+    // A stream whose connection, already open, died before any answer
+    // is tried once more when the request is held whole.
+    let mut chance = SecondChance(req.replayable);
     let (parts, body) = loop {
         let head = match translate(conn, upstream) {
             Ok(h) => h,
-            Err(e) => {
-                return Attempt::Failed {
-                    error: ProxyError::BadRequest(e.reason(), 400),
-                    cause: None,
-                    reached: false,
-                }
-            }
+            Err(e) => return untranslatable(e),
         };
-        let load = &gen.loads[upstream.pool];
-        let admission = Admission {
-            breaker: gen.breakers[route_index].as_ref(),
-            pending: &load.pending,
-        };
-        let limits = Limits {
-            connect: left(deadline, proxy.connect_timeout),
-            wait: left(deadline, req.response_timeout),
-        };
-        let leased = worker
-            .pool
-            .h2_lease((gen.pools[upstream.pool], upstream), admission, limits)
-            .await;
-        let lease = match leased {
-            Ok(l) => {
-                conn.tally.sending();
-                l
-            }
-            Err(LeaseError::Breaker(limit)) => {
-                return Attempt::Failed {
-                    error: ProxyError::CircuitOpen(limit),
-                    cause: None,
-                    reached: false,
-                }
-            }
-            Err(e) => {
-                conn.tally.sending();
-                let (error, cause) = lease_error(e, limits.connect < proxy.connect_timeout);
-                return failed(error, cause, false);
-            }
+        let timing = (deadline, req.response_timeout);
+        let lease = match lease(
+            (worker, &gen),
+            (route_index, upstream),
+            timing,
+            &mut conn.tally,
+        )
+        .await
+        {
+            Ok(l) => l,
+            Err(fail) => return fail,
         };
         let reused = lease.reused;
         if conn.head.expect_continue
@@ -152,19 +128,11 @@ pub(super) async fn attempt(
         };
         if !prefix.is_empty() {
             let last = req.body.is_done();
-            match send_data(&mut up_body, prefix.clone(), last, proxy.read_timeout).await {
+            let opening = (prefix.clone(), None);
+            match send_opening(&mut up_body, opening, last, proxy.read_timeout).await {
                 Ok(()) => {}
-                Err(e) if second_chance && reused && !gone_early(&e) => {
-                    tracing::debug!(error = ?e, "h2 stream failed before the response; retrying");
-                    second_chance = false;
-                    continue;
-                }
-                Err(e) if !gone_early(&e) => {
-                    let (error, cause) = body_error(e);
-                    return failed(error, cause, true);
-                }
-                // The upstream answered already and stopped the upload.
-                Err(_) => {}
+                Err(BodyError::H2(e)) if chance.take(reused, &e) => continue,
+                Err(e) => return unsent(e),
             }
         }
         if !req.body.is_done() {
@@ -179,35 +147,104 @@ pub(super) async fn attempt(
         match within(timeout, response.head()).await {
             None => return failed(ProxyError::UpstreamTimeout, Cause::Timeout, true),
             Some(Ok(pair)) => break pair,
-            Some(Err(e)) if second_chance && reused => {
-                tracing::debug!(error = %e, "h2 stream failed before the response; retrying");
-                second_chance = false;
-            }
-            Some(Err(e)) => {
-                // Refused (REFUSED_STREAM, or past a GOAWAY's last stream):
-                // the upstream did not process it.
-                let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM)
-                    || (e.is_go_away() && e.is_remote());
-                let e = crate::upstream::h2::h2_io(e);
-                return failed(
-                    ProxyError::UpstreamBeforeResponse(e),
-                    Cause::Reset,
-                    !refused,
-                );
-            }
+            Some(Err(e)) if chance.take(reused, &e) => {}
+            Some(Err(e)) => return head_failed(e),
         }
     };
 
     // The head as HTTP/1.1, for the response path.
-    let framing = h1h2::framing_of(&parts, conn.head.is_head, body.is_end_stream());
-    h1h2::response_head(&mut bufs.up, &parts, framing);
-    match parse_response(&bufs.up, conn.head.is_head, &mut conn.resp) {
-        Ok(Some(())) => Attempt::Head(Up::H2(Response { body, trailers })),
-        _ => failed(
+    let ended = body.is_end_stream();
+    match head_text(
+        &parts,
+        (conn.head.is_head, ended),
+        &mut bufs.up,
+        &mut conn.resp,
+    ) {
+        Ok(()) => Attempt::Head(Up::H2(Response { body, trailers })),
+        Err(fail) => fail,
+    }
+}
+
+/// How an attempt ends whose request head cannot be sent as HTTP/2: a
+/// 400, the upstream not contacted.
+pub(super) fn untranslatable(e: h1h2::TranslateError) -> Attempt {
+    Attempt::Failed {
+        error: ProxyError::BadRequest(e.reason(), 400),
+        cause: None,
+        reached: false,
+    }
+}
+
+/// A stream to `upstream`, an h2c one of route `route_index`, for one
+/// attempt: leased within the circuit breaker's limits and what is left
+/// of the attempt's `deadline` (a full pool is waited on for at most
+/// `response_timeout`). `Err`: how the attempt ended.
+pub(super) async fn lease(
+    (worker, gen): (&Worker, &Gen),
+    (route_index, upstream): (usize, &Upstream),
+    (deadline, response_timeout): (Option<Instant>, Duration),
+    tally: &mut Tally,
+) -> Result<Lease, Attempt> {
+    let proxy = &gen.config.proxy;
+    let admission = Admission {
+        breaker: gen.breakers[route_index].as_ref(),
+        pending: &gen.loads[upstream.pool].pending,
+    };
+    let limits = Limits {
+        connect: left(deadline, proxy.connect_timeout),
+        wait: left(deadline, response_timeout),
+    };
+    let target = (gen.pools[upstream.pool], upstream);
+    match worker.pool.h2_lease(target, admission, limits).await {
+        Ok(l) => {
+            tally.sending();
+            Ok(l)
+        }
+        Err(LeaseError::Breaker(limit)) => Err(Attempt::Failed {
+            error: ProxyError::CircuitOpen(limit),
+            cause: None,
+            reached: false,
+        }),
+        Err(e) => {
+            tally.sending();
+            let (error, cause) = lease_error(e, limits.connect < proxy.connect_timeout);
+            Err(failed(error, cause, false))
+        }
+    }
+}
+
+/// How an attempt ends whose stream failed before the response head. A
+/// refused one (REFUSED_STREAM, or past a GOAWAY's last stream) was not
+/// processed: it did not reach the upstream.
+pub(super) fn head_failed(e: h2::Error) -> Attempt {
+    let refused =
+        e.reason() == Some(h2::Reason::REFUSED_STREAM) || (e.is_go_away() && e.is_remote());
+    let e = crate::upstream::h2::h2_io(e);
+    failed(
+        ProxyError::UpstreamBeforeResponse(e),
+        Cause::Reset,
+        !refused,
+    )
+}
+
+/// The response head `parts` as HTTP/1.1 text in `buf` (its framing
+/// explicit: `ended`, the body ended with it; `is_head`, it answers a
+/// HEAD), parsed into `resp`: the response path reads it as any
+/// upstream's. `Err`: how the attempt ended.
+pub(super) fn head_text(
+    parts: &http::response::Parts,
+    (is_head, ended): (bool, bool),
+    buf: &mut Vec<u8>,
+    resp: &mut ResponseHead,
+) -> Result<(), Attempt> {
+    h1h2::response_head(buf, parts, h1h2::framing_of(parts, is_head, ended));
+    match parse_response(buf, is_head, resp) {
+        Ok(Some(())) => Ok(()),
+        _ => Err(failed(
             ProxyError::BadResponse("response head not valid as HTTP/1.1"),
             Cause::Reset,
             true,
-        ),
+        )),
     }
 }
 
@@ -284,13 +321,59 @@ async fn stream_body(
     None
 }
 
+/// Sends `data` on a stream just opened, then `trailers` if any; `end`:
+/// the body ends with them. An upstream that answered already and stopped
+/// the upload is no failure: its response is still to be read.
+pub(super) async fn send_opening(
+    up: &mut h2::SendStream<Bytes>,
+    (data, trailers): (Bytes, Option<&http::HeaderMap>),
+    end: bool,
+    limit: Duration,
+) -> Result<(), BodyError> {
+    let mut sent = send_data(up, data, end && trailers.is_none(), limit).await;
+    if let (Ok(()), Some(t)) = (&sent, trailers) {
+        sent = up.send_trailers(t.clone()).map_err(BodyError::H2);
+    }
+    match sent {
+        Err(e) if gone_early(&e) => Ok(()),
+        sent => sent,
+    }
+}
+
+/// The one more try a stream gets when its connection, one that was
+/// already open, died before any answer (an I/O failure, a GOAWAY) or the
+/// upstream refused it unprocessed (REFUSED_STREAM), as a dead pooled
+/// HTTP/1.1 connection is replaced once: for a request held whole. A
+/// stream the upstream reset otherwise is left to the retry policy.
+pub(super) struct SecondChance(pub(super) bool);
+
+impl SecondChance {
+    /// Whether a stream on a connection that was already open (`reused`)
+    /// that failed with `e` is tried once more (once only).
+    pub(super) fn take(&mut self, reused: bool, e: &h2::Error) -> bool {
+        let refused = e.reason() == Some(h2::Reason::REFUSED_STREAM);
+        let again = self.0 && reused && (e.is_io() || e.is_go_away() || refused);
+        if again {
+            tracing::debug!(error = %e, "h2 connection died before the response; retrying");
+            self.0 = false;
+        }
+        again
+    }
+}
+
+/// How an attempt ends whose request body could not be sent.
+pub(super) fn unsent(e: BodyError) -> Attempt {
+    let (error, cause) = body_error(e);
+    failed(error, cause, true)
+}
+
 /// Whether a send failed because the upstream closed its side after
 /// answering (RST_STREAM NO_ERROR): the response is still to be read.
 fn gone_early(e: &BodyError) -> bool {
     matches!(e, BodyError::H2(e) if e.reason() == Some(h2::Reason::NO_ERROR))
 }
 
-fn body_error(e: BodyError) -> (ProxyError, Cause) {
+pub(super) fn body_error(e: BodyError) -> (ProxyError, Cause) {
     match e {
         BodyError::Timeout => (ProxyError::UpstreamTimeout, Cause::Timeout),
         e => (

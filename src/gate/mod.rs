@@ -12,6 +12,7 @@ pub(crate) mod h2;
 mod h2up;
 pub(crate) mod io;
 pub mod listener;
+mod retries;
 pub mod sni;
 mod stream;
 mod tally;

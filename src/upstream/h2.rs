@@ -204,17 +204,10 @@ impl Lease {
         (response_timeout, read_timeout): (Duration, Duration),
     ) -> Result<(http::response::Parts, Body), ExchangeError> {
         let body = body.filter(|b| !b.is_end_stream());
-        let Sent {
-            response,
-            body: mut up,
-        } = self.send(req, body.is_none()).map_err(ExchangeError::H2)?;
-        if let Some(mut from) = body {
-            monoio::spawn(async move {
-                if let Err(e) = relay(&mut from, &mut up, read_timeout).await {
-                    tracing::debug!(error = ?e, "h2 request body relay failed");
-                    up.send_reset(h2::Reason::CANCEL);
-                }
-            });
+        let Sent { response, body: up } =
+            self.send(req, body.is_none()).map_err(ExchangeError::H2)?;
+        if let Some(from) = body {
+            relay_apart(from, up, read_timeout);
         }
         match within(response_timeout, response.head()).await {
             None => Err(ExchangeError::Timeout),
@@ -253,6 +246,13 @@ pub struct Pending {
 }
 
 impl Pending {
+    /// Waits for the next interim (1xx) head the server sends before its
+    /// final one; `None` once the final head (or the stream's end) is
+    /// there. Heads not taken this way are skipped by [`Pending::head`].
+    pub async fn informational(&mut self) -> Option<Result<http::Response<()>, h2::Error>> {
+        poll_fn(|cx| self.response.poll_informational(cx)).await
+    }
+
     /// Waits for the final response head (interim 1xx heads are skipped).
     pub async fn head(self) -> Result<(http::response::Parts, Body), h2::Error> {
         let resp = self.response.await?;
@@ -412,6 +412,18 @@ pub async fn relay(
         Some(Ok(Some(t))) => to.send_trailers(t).map_err(BodyError::H2),
         Some(Ok(None)) => to.send_data(Bytes::new(), true).map_err(BodyError::H2),
     }
+}
+
+/// Relays a request body from `from`, an HTTP/2 client's stream, to `to`
+/// (see [`relay`]) in a task of its own, so that the response may start
+/// before the body ends (gRPC streaming); a failed relay resets `to`.
+pub fn relay_apart(mut from: RecvStream, mut to: SendStream<Bytes>, limit: Duration) {
+    monoio::spawn(async move {
+        if let Err(e) = relay(&mut from, &mut to, limit).await {
+            tracing::debug!(error = ?e, "h2 request body relay failed");
+            to.send_reset(h2::Reason::CANCEL);
+        }
+    });
 }
 
 /// Why no stream slot was leased.

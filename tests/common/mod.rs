@@ -10,6 +10,7 @@ use std::time::Duration;
 
 pub use dao::runtime::Server;
 
+pub mod http2;
 pub mod pki;
 pub mod tls_backend;
 
@@ -93,6 +94,15 @@ impl Backend {
     pub fn text(text: &'static str) -> Backend {
         Backend::start(move |_, s| {
             respond(s, 200, &[], text.as_bytes());
+            After::KeepAlive
+        })
+    }
+
+    /// Answers every request with 200 and `slow` after `delay`.
+    pub fn slow(delay: Duration) -> Backend {
+        Backend::start(move |_, s| {
+            std::thread::sleep(delay);
+            respond(s, 200, &[], b"slow");
             After::KeepAlive
         })
     }
@@ -351,6 +361,20 @@ pub fn wait_metric(dao: &Server, series: &str, want: f64) {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs curl with `args` (and `--silent --show-error`, a 10 s limit).
+pub fn curl(args: &[&str]) -> std::process::Output {
+    std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// What a program wrote to its standard output, as text.
+pub fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Whether the program `name` can be started; without it a test skips,

@@ -13,7 +13,7 @@
 //!   (`PENDING_RESETS`) and streams reset for its protocol errors
 //!   (`LOCAL_ERROR_RESETS`) are bounded, past which the connection ends
 //!   with GOAWAY `ENHANCE_YOUR_CALM`; a stream reset after it was accepted
-//!   stops its upstream exchange at once (see `upstream::or_reset`);
+//!   stops its upstream exchange at once (see `upstream::Down`);
 //! - PING and SETTINGS floods: h2 answers each before it reads further, so
 //!   a client that does not read its answers stops being read;
 //! - windows: the flow-control windows granted bound what a client can

@@ -1,14 +1,15 @@
 //! HTTP/2 from clients: h2c with prior knowledge on plain listeners (a
 //! connection whose first bytes are the preface) and h2 chosen by ALPN on
-//! TLS listeners. Every stream is one request, routed, filtered, balanced
-//! and recorded as an HTTP/1.1 request is, and proxied to its upstream
-//! over pooled HTTP/1.1 connections.
+//! TLS listeners. Every stream is one request, routed, filtered, balanced,
+//! retried and recorded as an HTTP/1.1 request is, and proxied to its
+//! upstream over pooled HTTP/1.1 connections (`h1up`) or, to h2c
+//! upstreams, as a stream of the multiplexed pool (`passthrough`).
 //!
 //! ```text
 //!  client ─h2─► conn (h2::server::Connection, one task) ─accept─► stream task
 //!                                                  per stream: h2 head ─► h1 head
-//!                                                  ─► route, filters, pick ─► upstream (h1)
-//!                                                  ◄─ h1 response ─► h2 HEADERS/DATA/trailers
+//!                                                  ─► route, filters ─► upstream: pick, attempt, retry
+//!                                                  ◄─ 1xx, response ─► h2 HEADERS/DATA/trailers
 //! ```
 //!
 //! The protocol is the `h2` crate (0.4), driven over monoio through
@@ -28,8 +29,11 @@
 //! (`websocket`), and the answered stream becomes a tunnel (`ws_tunnel`).
 
 mod conn;
+mod h1up;
 pub(crate) mod io;
 mod passthrough;
+mod request;
+mod respond;
 mod stream;
 mod upstream;
 mod websocket;

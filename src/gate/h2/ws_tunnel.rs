@@ -21,7 +21,7 @@
 //! says so).
 
 use std::cell::{Cell, RefCell};
-use std::future::poll_fn;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
@@ -32,18 +32,21 @@ use h2::{RecvStream, SendStream};
 use http::header::SEC_WEBSOCKET_ACCEPT;
 use http::StatusCode;
 
+use super::h1up::respond_down;
+use super::respond::respond_filters;
 use super::stream::Stream;
-use super::upstream::{client_h2, or_reset, reset, respond_down, respond_filters, Bufs, Outcome};
+use super::upstream::{client_h2, reset, Outcome};
 use super::websocket::{check_switch, Handshake};
 use crate::align::breaker::Held;
 use crate::clock;
 use crate::error::ProxyError;
 use crate::flow::Headers;
 use crate::gate::attempt::{connect, upstream_error};
+use crate::gate::exchange::Bufs;
 use crate::gate::exchange::Upgraded;
 use crate::gate::io::IoFail;
 use crate::gate::tunnel::{self, Sink, Source};
-use crate::memory::{Upstream, UpstreamProtocol};
+use crate::memory::Upstream;
 use crate::proto::h1::parse_response;
 use crate::proto::h1::response::is_interim;
 use crate::runtime::worker::Worker;
@@ -185,7 +188,7 @@ pub(super) async fn exchange(
     let route = &gen.config.routes[route_index];
     let (picked, sticky) = pick(s, route_index);
     let upstream = &route.upstreams[picked];
-    if upstream.protocol == UpstreamProtocol::H2c {
+    if upstream.protocol.is_h2() {
         refused_h2c(&worker, &route.name, &upstream.name);
         return Err(Outcome::Failed(ProxyError::BadRequest(
             "WebSocket to an h2c upstream",
@@ -200,11 +203,7 @@ pub(super) async fn exchange(
         }
     }
     let _request = Held::new(&load.requests);
-    let mut bufs = Bufs {
-        worker: worker.clone(),
-        out: worker.take_buf(),
-        up: worker.take_buf(),
-    };
+    let mut bufs = Bufs::new(&worker);
     let fwd = s.forwarded(upstream);
     crate::proto::h1::head::write_request_head(&mut bufs.out, &s.down, &s.head, &fwd);
 
@@ -329,7 +328,7 @@ fn pick(s: &mut Stream, route_index: usize) -> (usize, Option<(usize, usize)>) {
 async fn handshake(
     s: &mut Stream,
     (up, mut reused): (&mut UpstreamConn, bool),
-    bufs: &mut super::upstream::Bufs,
+    bufs: &mut Bufs,
     (upstream, timeout): (&Upstream, Duration),
 ) -> Result<(), ProxyError> {
     let gen = s.gen.clone();
@@ -409,6 +408,11 @@ fn refused_h2c(worker: &Worker, route: &str, upstream: &str) {
              answered 501 (use an HTTP/1.1 upstream for WebSocket routes; logged once per worker)"
         );
     }
+}
+
+/// Runs `f` until it ends or the client resets the stream (`None`).
+async fn or_reset<F: Future>(respond: &mut SendResponse<Bytes>, f: F) -> Option<F::Output> {
+    super::respond::or_reset(f, |cx| respond.poll_reset(cx)).await
 }
 
 #[cfg(test)]
