@@ -215,13 +215,34 @@ fn sni_strict_refuses_unknown_names_with_unrecognized_name() {
 }
 
 #[test]
+fn alpn_offers_h2_first_by_default() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new("alpn-default");
+    let backend = Backend::text("a");
+    let dao = start_tls(&pki, &backend, "");
+    let addr = dao.local_addr();
+    let (ok, out) = s_client(addr, &["-alpn", "http/1.1,h2", "-servername", "localhost"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    let (ok, out) = s_client(addr, &["-alpn", "http/1.1", "-servername", "localhost"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    // curl offers both and gets HTTP/2.
+    let o = curl_host(&pki, addr, "localhost", "/", &["-w", "|%{http_version}"]);
+    assert_eq!(text(&o), "a|2", "{}", err(&o));
+    dao.shutdown();
+}
+
+#[test]
 fn alpn_offers_http_1_1_only() {
     if !tools() {
         return;
     }
     let pki = Pki::new("alpn");
     let backend = Backend::text("a");
-    let dao = start_tls(&pki, &backend, "");
+    let dao = start_tls(&pki, &backend, "alpn = [\"http/1.1\"]");
     let addr = dao.local_addr();
     let (ok, out) = s_client(addr, &["-alpn", "h2,http/1.1", "-servername", "localhost"]);
     assert!(ok, "{out}");

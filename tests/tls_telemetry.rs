@@ -240,7 +240,7 @@ fn failed_handshakes_are_counted_by_reason() {
         &pki,
         &backend,
         false,
-        "handshake_timeout = \"300ms\"\nsni_strict = true\nclient_ca = \"DIR/ca.pem\"",
+        "handshake_timeout = \"300ms\"\nsni_strict = true\nclient_ca = \"DIR/ca.pem\"\nalpn = [\"http/1.1\"]",
     );
     let addr = tls_addr(&dao);
     // Silent until the timeout closes it.

@@ -98,7 +98,10 @@ impl Validator {
                 TlsVersion::Tls12
             }
         };
-        let alpn = raw.alpn.unwrap_or_else(|| vec!["http/1.1".to_string()]);
+        // HTTP/2 first for clients that offer it (browsers, curl).
+        let alpn = raw
+            .alpn
+            .unwrap_or_else(|| vec!["h2".to_string(), "http/1.1".to_string()]);
         if alpn.is_empty() {
             self.err(format!("{path}.alpn"), "name at least one protocol");
         }

@@ -177,8 +177,11 @@ fn a_full_tls_listener_loads() {
     assert_eq!(tls.min_version, TlsVersion::Tls13);
     assert_eq!(tls.client_auth, ClientAuth::Required);
     assert_eq!(tls.handshake_timeout, Duration::from_secs(2));
-    assert_eq!(tls.alpn, ["http/1.1"]);
-    assert_eq!(tls.server.alpn_protocols, [b"http/1.1".to_vec()]);
+    assert_eq!(tls.alpn, ["h2", "http/1.1"]);
+    assert_eq!(
+        tls.server.alpn_protocols,
+        [b"h2".to_vec(), b"http/1.1".to_vec()]
+    );
     assert!(tls.certificates.find("x.other.test").is_some());
     assert!(tls.certificates.find("a.dao.test").is_some());
     assert!(tls.certificates.refuses(Some("nope.test")));
