@@ -700,7 +700,7 @@ async fn connect(
     counts: (&Rc<Cell<u32>>, &Rc<Waiters>),
 ) -> Result<Entry, ConnectError> {
     let deadline = clock::now() + timeout;
-    let stream = match within(timeout, open_stream(upstream.addr, upstream, clients)).await {
+    let stream = match within(timeout, open_stream(upstream, clients)).await {
         None => return Err(ConnectError::Timeout),
         Some(Err(e)) => return Err(ConnectError::Io(e)),
         Some(Ok(s)) => s,

@@ -13,7 +13,6 @@
 //! use close when their request ends instead of coming back.
 
 use std::cell::{Cell, RefCell};
-use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -214,7 +213,7 @@ impl Pool {
     ) -> Result<UpstreamConn, ConnectError> {
         self.opened.set(self.opened.get() + 1);
         let open = self.open.borrow()[pool].clone();
-        match within(timeout, open_stream(upstream.addr, upstream, &self.tls)).await {
+        match within(timeout, open_stream(upstream, &self.tls)).await {
             Some(Ok(stream)) => Ok(UpstreamConn {
                 stream,
                 open: Counted::new(open),
@@ -277,13 +276,12 @@ impl Pool {
     }
 }
 
-/// A new connection to `addr`, with `upstream`'s TLS when it has some.
+/// A new connection to `upstream`, over TLS when it is `https://`.
 pub(crate) async fn open_stream(
-    addr: SocketAddr,
     upstream: &Upstream,
     clients: &Clients,
 ) -> std::io::Result<ClientStream> {
-    let tcp = TcpStream::connect(addr).await?;
+    let tcp = TcpStream::connect(upstream.addr).await?;
     // Heads and small bodies go out in one write; do not wait.
     let _ = tcp.set_nodelay(true);
     Ok(match &upstream.tls {
