@@ -6,13 +6,16 @@
 //! touches memory shared with another thread for them.
 //!
 //! ```text
-//!  dao-health ─ probe (a short-lived thread per due probe, blocking GET)
+//!  dao-health ─ probe (a short-lived thread per due probe: a blocking
+//!      │         HTTP/1.1 GET, or an HTTP/2 GET or gRPC health call)
 //!      │ Tracker: thresholds → up/down
 //!      └─ Checked ──mpsc──► control thread ─ table.upstreams[slot].checked
 //!                                   │ ArcSwap, once per merge interval
 //!  worker: table copy ◄─────────────┘   pick → usable? → re-pick
 //! ```
 
+mod grpc;
+mod http2;
 mod probe;
 
 use std::io;
@@ -23,7 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::clock;
-use crate::memory::{Config, HealthCheck, PoolKey, UpstreamTls};
+use crate::memory::{Config, HealthCheck, PoolKey, UpstreamProtocol, UpstreamTls};
 use crate::sense::control::Checked;
 use crate::sense::Slots;
 
@@ -78,15 +81,34 @@ impl Tracker {
     }
 }
 
-/// One distinct thing to probe: an address with a check (its `Host`
-/// resolved), standing for every (route, upstream) that shares both.
+/// What a probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// The response's status.
+    Status(u16),
+    /// A gRPC health check answered `SERVING`.
+    Serving,
+}
+
+/// How a target is asked.
+#[derive(Debug, Clone)]
+enum Ask {
+    /// HTTP/1.1: the request's bytes.
+    H1(Arc<[u8]>),
+    /// HTTP/2 (h2c, or h2 over TLS).
+    H2(Arc<http2::Call>),
+}
+
+/// One distinct thing to probe: an address spoken to one way with a
+/// check (its `Host` resolved), standing for every (route, upstream) that
+/// shares all three.
 #[derive(Debug)]
 struct Target {
     addr: SocketAddr,
     /// `https://` upstreams: probed over TLS.
     tls: Option<Arc<UpstreamTls>>,
     check: HealthCheck,
-    request: Arc<[u8]>,
+    ask: Ask,
     slots: Arc<[usize]>,
     /// `route/upstream` names, for the logs.
     names: String,
@@ -96,9 +118,16 @@ struct Target {
 }
 
 /// The distinct targets of a config: upstreams of checked routes, one per
-/// (address, check) however many routes name them.
+/// (address and TLS, HTTP version, check) however many routes name them.
 fn targets(config: &Config, slots: &Slots, now: Instant) -> Vec<Target> {
-    let mut found: Vec<(PoolKey, HealthCheck, Vec<usize>, Vec<String>)> = Vec::new();
+    type Found = (
+        PoolKey,
+        UpstreamProtocol,
+        HealthCheck,
+        Vec<usize>,
+        Vec<String>,
+    );
+    let mut found: Vec<Found> = Vec::new();
     for (r, route) in config.routes.iter().enumerate() {
         let Some(check) = &route.health_check else {
             continue;
@@ -108,16 +137,20 @@ fn targets(config: &Config, slots: &Slots, now: Instant) -> Vec<Target> {
             check.host = Some(check.host.unwrap_or_else(|| upstream.authority.clone()));
             let name = format!("{}/{}", route.name, upstream.name);
             let slot = slots.of(r, u);
+            let key = &config.pools[upstream.pool];
+            // HTTP/1.1 and HTTP/2 to one address are asked apart.
+            let h2 = upstream.protocol.is_h2();
             match found
                 .iter_mut()
-                .find(|(k, c, _, _)| *k == config.pools[upstream.pool] && *c == check)
+                .find(|(k, p, c, _, _)| k == key && p.is_h2() == h2 && *c == check)
             {
-                Some((_, _, s, n)) => {
+                Some((_, _, _, s, n)) => {
                     s.push(slot);
                     n.push(name);
                 }
                 None => found.push((
-                    config.pools[upstream.pool].clone(),
+                    key.clone(),
+                    upstream.protocol,
                     check,
                     vec![slot],
                     vec![name],
@@ -127,10 +160,10 @@ fn targets(config: &Config, slots: &Slots, now: Instant) -> Vec<Target> {
     }
     found
         .into_iter()
-        .map(|(key, check, slots, names)| Target {
+        .map(|(key, protocol, check, slots, names)| Target {
             addr: key.addr,
+            ask: ask(&check, protocol, key.tls.is_some()),
             tls: key.tls,
-            request: probe::request(&check.path, check.host.as_deref().unwrap_or("")).into(),
             tracker: Tracker::new(check.healthy_threshold, check.unhealthy_threshold),
             check,
             slots: slots.into(),
@@ -141,12 +174,24 @@ fn targets(config: &Config, slots: &Slots, now: Instant) -> Vec<Target> {
         .collect()
 }
 
+/// The request a check makes of an upstream spoken to by `protocol`
+/// (over TLS with `tls`).
+fn ask(check: &HealthCheck, protocol: UpstreamProtocol, tls: bool) -> Ask {
+    let host = check.host.as_deref().unwrap_or("");
+    if protocol.is_h2() {
+        let grpc = check.grpc_service.as_deref();
+        Ask::H2(Arc::new(http2::Call::new(tls, host, &check.path, grpc)))
+    } else {
+        Ask::H1(probe::request(&check.path, host).into())
+    }
+}
+
 #[derive(Debug)]
 enum Msg {
     Stop,
     Done {
         target: usize,
-        result: Result<u16, String>,
+        result: Result<Answer, String>,
     },
 }
 
@@ -216,13 +261,18 @@ fn run(mut targets: Vec<Target>, probes: Sender<Msg>, rx: Receiver<Msg>, out: Se
 /// Starts one probe on a thread of its own, so that a slow upstream delays
 /// neither the others nor a stop. Returns whether it started.
 fn launch(i: usize, t: &Target, probes: &Sender<Msg>) -> bool {
-    let (addr, request, timeout) = (t.addr, t.request.clone(), t.check.timeout);
+    let (addr, ask, timeout) = (t.addr, t.ask.clone(), t.check.timeout);
     let tls = t.tls.clone();
     let tx = probes.clone();
     let started = std::thread::Builder::new()
         .name("dao-health-probe".into())
         .spawn(move || {
-            let result = probe::status(addr, tls.as_ref(), &request, timeout);
+            let result = match &ask {
+                Ask::H1(request) => {
+                    probe::status(addr, tls.as_ref(), request, timeout).map(Answer::Status)
+                }
+                Ask::H2(call) => http2::probe(addr, tls.as_ref(), call, timeout),
+            };
             // The checker is gone when the server stopped meanwhile.
             let _ = tx.send(Msg::Done { target: i, result });
         });
@@ -233,11 +283,16 @@ fn launch(i: usize, t: &Target, probes: &Sender<Msg>) -> bool {
 }
 
 /// Judges one result, logs a change of verdict and sends it on.
-fn settle(t: &mut Target, result: Result<u16, String>, out: &Sender<Checked>) {
+fn settle(t: &mut Target, result: Result<Answer, String>, out: &Sender<Checked>) {
     let (lo, hi) = t.check.expected_status;
-    let passed = matches!(result, Ok(s) if (lo..=hi).contains(&s));
+    let passed = match result {
+        Ok(Answer::Status(s)) => (lo..=hi).contains(&s),
+        Ok(Answer::Serving) => true,
+        Err(_) => false,
+    };
     let why = match &result {
-        Ok(s) => format!("status {s}"),
+        Ok(Answer::Status(s)) => format!("status {s}"),
+        Ok(Answer::Serving) => "SERVING".to_string(),
         Err(e) => e.clone(),
     };
     if !passed {
@@ -311,11 +366,33 @@ mod tests {
         assert_eq!(&*t[0].slots, &[1, 3]);
         assert_eq!(t[0].names, "a/x, b/x2");
         assert_eq!(&*t[1].slots, &[2]);
-        assert!(std::str::from_utf8(&t[0].request)
+        let Ask::H1(request) = &t[0].ask else {
+            panic!("{:?}", t[0].ask)
+        };
+        assert!(std::str::from_utf8(request)
             .unwrap()
             .starts_with("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:1001\r\n"));
+        assert!(matches!(t[1].ask, Ask::H1(_)));
         // The unchecked route's slot stays unchecked.
         assert_eq!(slots.initial_health(4), Health::Unchecked);
         assert_eq!(slots.initial_health(1), Health::Up);
+    }
+
+    #[test]
+    fn http2_upstreams_are_asked_over_http2_apart_from_http1() {
+        let text = "[[routes.rule]]\nname = \"a\"\n\
+             [routes.rule.health_check]\npath = \"/hz\"\n\
+             [[routes.rule.upstreams]]\nname = \"x\"\nurl = \"http://127.0.0.1:1001\"\n\
+             [[routes.rule.upstreams]]\nname = \"y\"\nurl = \"http://127.0.0.1:1001\"\nprotocol = \"h2c\"\n";
+        let config = parse(text).unwrap();
+        let slots = Slots::new(&config);
+        let t = targets(&config, &slots, clock::now());
+        assert_eq!(t.len(), 2, "{t:?}");
+        assert!(matches!(t[0].ask, Ask::H1(_)));
+        let Ask::H2(call) = &t[1].ask else {
+            panic!("{:?}", t[1].ask)
+        };
+        assert_eq!(call.uri().as_deref(), Some("http://127.0.0.1:1001/hz"));
+        assert_eq!(t[1].names, "a/y");
     }
 }

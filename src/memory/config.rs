@@ -284,9 +284,18 @@ pub struct HealthCheck {
     pub unhealthy_threshold: u32,
     /// Statuses that count as success, both ends included.
     pub expected_status: (u16, u16),
-    /// `Host` header of the probe; `None`: the upstream's authority.
+    /// `Host` header (`:authority` over HTTP/2) of the probe; `None`: the
+    /// upstream's authority.
     pub host: Option<String>,
+    /// gRPC checks (`grpc_service`, HTTP/2 upstreams only): the service
+    /// asked about in a `grpc.health.v1.Health/Check` call (`""`: the
+    /// server as a whole), which passes on `SERVING`; `path` is then
+    /// [`GRPC_HEALTH_PATH`] and `expected_status` unused.
+    pub grpc_service: Option<String>,
 }
+
+/// The method a gRPC health check calls.
+pub const GRPC_HEALTH_PATH: &str = "/grpc.health.v1.Health/Check";
 
 /// One `[[routes.rule.upstreams]]`.
 #[derive(Debug, Clone)]

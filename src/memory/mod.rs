@@ -20,5 +20,6 @@ pub use balancing::{Balancing, HashOn, Outlier, PeakEwma, Policies, Policy, Reso
 pub use config::{
     Admin, ClientAuth, Config, HealthCheck, HostMatch, Listener, LogDestination, Memory, PoolKey,
     Proxy, Route, Server, Telemetry, Tls, TlsVersion, Upstream, UpstreamProtocol, UpstreamTls,
+    GRPC_HEALTH_PATH,
 };
 pub use validate::{load_file, parse, ConfigError, FieldError};

@@ -148,6 +148,7 @@ pub(crate) struct RawHealthCheck {
     pub(crate) unhealthy_threshold: Option<i64>,
     pub(crate) expected_status: Option<String>,
     pub(crate) host: Option<String>,
+    pub(crate) grpc_service: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -417,13 +417,8 @@ impl Validator {
         }
         let filters = self.filters(&format!("{path}.filters"), raw.filters.take());
         let health_check = self.health_check(&format!("{path}.health_check"), raw.health_check);
-        if health_check.is_some() && upstreams.iter().any(|u| u.protocol.is_h2()) {
-            // Probes are HTTP/1.1 requests, which an HTTP/2-only server
-            // refuses.
-            self.err(
-                format!("{path}.health_check"),
-                "health checks of HTTP/2 upstreams (protocol = \"h2c\" or \"h2\") are not supported yet",
-            );
+        if let Some(check) = &health_check {
+            self.h2_health_check(&format!("{path}.health_check"), check, &upstreams);
         }
         let retry = raw.retry.map(|r| self.retry(&format!("{path}.retry"), r));
         let circuit_breaker = raw

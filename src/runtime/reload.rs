@@ -696,7 +696,10 @@ impl Reloader {
             for (r, route) in c.routes.iter().enumerate() {
                 if let Some(hc) = &route.health_check {
                     for (u, up) in route.upstreams.iter().enumerate() {
-                        k.push((up.addr, hc.clone(), s.of(r, u)));
+                        // The pool key: the address and the TLS spoken;
+                        // the protocol picks HTTP/1.1 or HTTP/2 probes.
+                        let how = (c.pools[up.pool].clone(), up.protocol);
+                        k.push((how, hc.clone(), s.of(r, u)));
                     }
                 }
             }

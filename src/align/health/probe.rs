@@ -1,6 +1,6 @@
-//! One health probe: a blocking HTTP/1.1 `GET` over `std::net` (over TLS
-//! for `https://` upstreams), judged by its status line alone, connect,
-//! handshake and read together within the timeout.
+//! One health probe of an HTTP/1.1 upstream: a blocking `GET` over
+//! `std::net` (over TLS for `https://` upstreams), judged by its status
+//! line alone, connect, handshake and read together within the timeout.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};

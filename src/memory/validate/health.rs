@@ -1,9 +1,10 @@
-//! `[routes.rule.health_check]`: the probe's path, pace, thresholds,
-//! expected statuses and `Host`, each checked and named by its path.
+//! `[routes.rule.health_check]`: the probe's path (or gRPC service),
+//! pace, thresholds, expected statuses and `Host`, each checked and named
+//! by its path.
 
 use std::time::Duration;
 
-use super::super::config::HealthCheck;
+use super::super::config::{HealthCheck, Upstream, GRPC_HEALTH_PATH};
 use super::super::raw::RawHealthCheck;
 use super::Validator;
 
@@ -16,7 +17,11 @@ const KEYS: &[&str] = &[
     "unhealthy_threshold",
     "expected_status",
     "host",
+    "grpc_service",
 ];
+
+/// Longest `grpc_service` name.
+const MAX_SERVICE: usize = 200;
 
 const MIN_INTERVAL: Duration = Duration::from_millis(100);
 const MAX_INTERVAL: Duration = Duration::from_secs(3600);
@@ -57,7 +62,16 @@ impl Validator {
                 return None;
             }
         };
+        let grpc = raw.grpc_service.is_some();
         let check_path = match raw.path {
+            None if grpc => GRPC_HEALTH_PATH.to_string(),
+            Some(_) if grpc => {
+                self.err(
+                    format!("{path}.path"),
+                    format!("does not go with grpc_service (gRPC checks call {GRPC_HEALTH_PATH})"),
+                );
+                String::new()
+            }
             None => {
                 self.err(format!("{path}.path"), "is required (e.g. \"/healthz\")");
                 String::new()
@@ -105,6 +119,13 @@ impl Validator {
         ) as u32;
         let expected_status = match raw.expected_status.as_deref() {
             None => (200, 299),
+            Some(_) if grpc => {
+                self.err(
+                    format!("{path}.expected_status"),
+                    "does not go with grpc_service (gRPC checks pass on SERVING)",
+                );
+                (200, 299)
+            }
             Some(text) => parse_statuses(text).unwrap_or_else(|| {
                 self.err(
                     format!("{path}.expected_status"),
@@ -128,6 +149,17 @@ impl Validator {
                 );
             }
         }
+        if let Some(service) = &raw.grpc_service {
+            if service.len() > MAX_SERVICE || service.chars().any(|c| c.is_control()) {
+                self.err(
+                    format!("{path}.grpc_service"),
+                    format!(
+                        "must be a service name of at most {MAX_SERVICE} bytes without control \
+                         characters (\"\": the server as a whole)"
+                    ),
+                );
+            }
+        }
         if self.errors.len() > before {
             return None;
         }
@@ -139,7 +171,50 @@ impl Validator {
             unhealthy_threshold,
             expected_status,
             host: raw.host,
+            grpc_service: raw.grpc_service,
         })
+    }
+}
+
+impl Validator {
+    /// Checks a route's validated `check` against its `upstreams`: gRPC
+    /// checks need HTTP/2 upstreams, and HTTP/2 probes need `host` and
+    /// `path` to make an `:authority` and a `:path`.
+    pub(super) fn h2_health_check(
+        &mut self,
+        path: &str,
+        check: &HealthCheck,
+        upstreams: &[Upstream],
+    ) {
+        if check.grpc_service.is_some() {
+            if let Some(u) = upstreams.iter().find(|u| !u.protocol.is_h2()) {
+                self.err(
+                    format!("{path}.grpc_service"),
+                    format!(
+                        "gRPC checks need HTTP/2 upstreams (protocol = \"h2c\" or \"h2\"); \
+                         upstream {:?} speaks HTTP/1.1",
+                        u.name
+                    ),
+                );
+            }
+        }
+        if !upstreams.iter().any(|u| u.protocol.is_h2()) {
+            return;
+        }
+        if let Some(host) = &check.host {
+            if http::uri::Authority::try_from(host.as_str()).is_err() {
+                self.err(
+                    format!("{path}.host"),
+                    format!("{host:?} is not a host[:port] for HTTP/2's :authority"),
+                );
+            }
+        }
+        if http::uri::PathAndQuery::try_from(check.path.as_str()).is_err() {
+            self.err(
+                format!("{path}.path"),
+                format!("{:?} is not a path for HTTP/2's :path", check.path),
+            );
+        }
     }
 }
 

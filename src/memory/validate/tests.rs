@@ -1090,18 +1090,88 @@ fn upstream_protocol_errors_name_the_field() {
             == "routes.rule[0].upstreams[1].protocol: \"http/3\" is not one of \"h1\", \"h2\", \"h2c\""),
         "{errs:?}"
     );
-    // Health probes speak HTTP/1.1 only.
+    // HTTP/2 upstreams are health-checked over HTTP/2 (HTTP/1.1 ones of
+    // the same route over HTTP/1.1).
     let text = with("\"h2c\"").replacen(
         "  [routes.rule.filters]",
         "  [routes.rule.health_check]\n  path = \"/\"\n  [routes.rule.filters]",
         1,
     );
-    let errs = errors(&text);
+    let c = parse(&text).unwrap();
+    assert_eq!(c.routes[0].health_check.as_ref().unwrap().path, "/");
+}
+
+#[test]
+fn grpc_health_checks_need_http2_upstreams() {
+    let p = "routes.rule[0].health_check";
+    let h2c = |check: &str| {
+        with_check(check).replacen(
+            "url = \"http://127.0.0.1:8082/\"",
+            "url = \"http://127.0.0.1:8082/\"\n  protocol = \"h2c\"",
+            1,
+        )
+    };
+    // Upstream "a" of the route speaks HTTP/1.1.
+    let errs = errors(&h2c("grpc_service = \"\""));
+    assert!(
+        errs.iter().any(
+            |e| e.starts_with(&format!("{p}.grpc_service: gRPC checks need HTTP/2"))
+                && e.contains("\"a\"")
+        ),
+        "{errs:?}"
+    );
+    let both = |check: &str| {
+        h2c(check).replacen(
+            "url = \"http://127.0.0.1:8081\"",
+            "url = \"http://127.0.0.1:8081\"\n  protocol = \"h2c\"",
+            1,
+        )
+    };
+    let c = parse(&both("grpc_service = \"pkg.Svc\"\nhost = \"svc.internal\"")).unwrap();
+    let hc = c.routes[0].health_check.as_ref().unwrap();
+    assert_eq!(hc.grpc_service.as_deref(), Some("pkg.Svc"));
+    assert_eq!(hc.path, crate::memory::GRPC_HEALTH_PATH);
+    assert_eq!(hc.host.as_deref(), Some("svc.internal"));
+    // Without grpc_service: a plain GET, path required as ever.
+    let c = parse(&both("path = \"/healthz\"")).unwrap();
+    assert_eq!(
+        c.routes[0].health_check.as_ref().unwrap().grpc_service,
+        None
+    );
+    for (check, want) in [
+        (
+            "grpc_service = \"s\"\npath = \"/h\"",
+            format!("{p}.path: does not go with grpc_service"),
+        ),
+        (
+            "grpc_service = \"s\"\nexpected_status = \"2xx\"",
+            format!("{p}.expected_status: does not go with grpc_service"),
+        ),
+        (
+            "grpc_service = \"a\\nb\"",
+            format!("{p}.grpc_service: must be a service name"),
+        ),
+        (
+            "grpc_service = 3",
+            format!("{p}: invalid type: integer `3`"),
+        ),
+        // :authority and :path must parse for HTTP/2 probes.
+        (
+            "path = \"/h\"\nhost = \"a?b\"",
+            format!("{p}.host: \"a?b\" is not a host[:port] for HTTP/2"),
+        ),
+    ] {
+        let errs = errors(&both(check));
+        assert!(
+            errs.iter().any(|e| e.starts_with(&want)),
+            "want {want} in {errs:?}"
+        );
+    }
+    let long = format!("grpc_service = \"{}\"", "s".repeat(201));
+    let errs = errors(&both(&long));
     assert!(
         errs.iter()
-            .any(|e| e.starts_with("routes.rule[0].health_check: ")
-                && e.contains("h2c")
-                && e.ends_with("not supported yet")),
+            .any(|e| e.starts_with(&format!("{p}.grpc_service: must be"))),
         "{errs:?}"
     );
 }
