@@ -135,6 +135,17 @@ pub enum TlsVersion {
     Tls13,
 }
 
+impl TlsVersion {
+    /// The versions rustls may use when this one is the lowest.
+    pub fn and_later(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            TlsVersion::Tls12 => rustls::ALL_VERSIONS,
+            TlsVersion::Tls13 => &TLS13_ONLY,
+        }
+    }
+}
+
 /// `[server]`: the downstream side.
 #[derive(Debug, Clone)]
 pub struct Server {

@@ -707,7 +707,9 @@ async fn connect(
     };
     match stream {
         ClientStream::Plain(tcp) => {
-            let io = StreamWrapper::new_with_buffer_size(tcp, IO_BUF, IO_BUF);
+            // Boxed: the adapter must not move once an operation is armed
+            // (see `gate::h2::io`), and the connection moves to its task.
+            let io = Box::new(StreamWrapper::new_with_buffer_size(tcp, IO_BUF, IO_BUF));
             start(io, upstream.addr, deadline, counts).await
         }
         ClientStream::Tls(tls) if tls.is_h2() => {

@@ -126,7 +126,7 @@ impl Backend {
 }
 
 /// Writes a response with a Content-Length body.
-pub fn respond(s: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+pub fn respond(s: &mut impl Write, status: u16, headers: &[(&str, &str)], body: &[u8]) {
     let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
     for (n, v) in headers {
         head.push_str(&format!("{n}: {v}\r\n"));

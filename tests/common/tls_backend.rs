@@ -11,7 +11,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use super::pki::Pki;
-use super::{read_request, Req};
+use super::{read_request, respond, Req};
 
 /// What one completed handshake showed.
 #[derive(Debug, Clone)]
@@ -139,13 +139,8 @@ fn serve_http(stream: Tls, requests: &Mutex<Vec<Req>>) {
         let body = format!("tls backend {}", req.path);
         requests.lock().unwrap().push(req);
         let out = reader.get_mut();
-        let head = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
-            body.len()
-        );
-        let mut all = head.into_bytes();
-        all.extend_from_slice(body.as_bytes());
-        if out.write_all(&all).and_then(|_| out.flush()).is_err() {
+        respond(out, 200, &[("Content-Type", "text/plain")], body.as_bytes());
+        if out.flush().is_err() {
             return;
         }
     }

@@ -87,17 +87,8 @@ impl Validator {
             raw.handshake_timeout,
             Duration::from_secs(10),
         );
-        let min_version = match raw.min_version.as_deref() {
-            None | Some("1.2") => TlsVersion::Tls12,
-            Some("1.3") => TlsVersion::Tls13,
-            Some(v) => {
-                self.err(
-                    format!("{path}.min_version"),
-                    format!("{v:?}: use \"1.2\" or \"1.3\""),
-                );
-                TlsVersion::Tls12
-            }
-        };
+        let min_version =
+            self.min_version(&format!("{path}.min_version"), raw.min_version.as_deref());
         // HTTP/2 first for clients that offer it (browsers, curl).
         let alpn = raw
             .alpn
@@ -167,12 +158,8 @@ impl Validator {
         if self.errors.len() > before {
             return None;
         }
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
-            TlsVersion::Tls12 => rustls::ALL_VERSIONS,
-            TlsVersion::Tls13 => &[&rustls::version::TLS13],
-        };
         let builder = match ServerConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(min_version.and_later())
         {
             Ok(b) => b,
             Err(e) => {
@@ -248,6 +235,31 @@ impl Validator {
                 None
             }
         }
+    }
+
+    /// `min_version`: `"1.2"` (the default) or `"1.3"`.
+    pub(super) fn min_version(&mut self, path: &str, raw: Option<&str>) -> TlsVersion {
+        match raw {
+            None | Some("1.2") => TlsVersion::Tls12,
+            Some("1.3") => TlsVersion::Tls13,
+            Some(v) => {
+                self.err(path, format!("{v:?}: use \"1.2\" or \"1.3\""));
+                TlsVersion::Tls12
+            }
+        }
+    }
+
+    /// The CA certificates of a PEM file as trust anchors.
+    pub(super) fn ca_roots(&mut self, path: &str, file: &str) -> Option<Arc<RootCertStore>> {
+        let certs = self.pem_certs(path, file)?;
+        let mut roots = RootCertStore::empty();
+        for c in certs {
+            if let Err(e) = roots.add(c) {
+                self.err(path, format!("{file}: not a usable CA certificate ({e})"));
+                return None;
+            }
+        }
+        Some(Arc::new(roots))
     }
 
     /// Reads the certificates of a PEM file (at least one).
@@ -342,16 +354,8 @@ impl Validator {
         auth: ClientAuth,
         provider: &Arc<CryptoProvider>,
     ) -> Option<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
-        let certs = self.pem_certs(path, file)?;
-        let mut roots = RootCertStore::empty();
-        for c in certs {
-            if let Err(e) = roots.add(c) {
-                self.err(path, format!("{file}: not a usable CA certificate ({e})"));
-                return None;
-            }
-        }
-        let mut builder =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+        let roots = self.ca_roots(path, file)?;
+        let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
         if auth == ClientAuth::Optional {
             builder = builder.allow_unauthenticated();
         }

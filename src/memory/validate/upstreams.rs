@@ -12,7 +12,7 @@ use rustls::{ClientConfig, RootCertStore};
 
 use super::Validator;
 use crate::memory::balancing::Policy;
-use crate::memory::config::{PoolKey, TlsVersion, Upstream, UpstreamProtocol, UpstreamTls};
+use crate::memory::config::{PoolKey, Upstream, UpstreamProtocol, UpstreamTls};
 use crate::memory::raw::{RawUpstream, RawUpstreamTls};
 
 /// An upstream URL, parsed and resolved.
@@ -141,17 +141,8 @@ impl Validator {
                 None
             }
         };
-        let min_version = match raw.min_version.as_deref() {
-            None | Some("1.2") => TlsVersion::Tls12,
-            Some("1.3") => TlsVersion::Tls13,
-            Some(v) => {
-                self.err(
-                    format!("{path}.min_version"),
-                    format!("{v:?}: use \"1.2\" or \"1.3\""),
-                );
-                TlsVersion::Tls12
-            }
-        };
+        let min_version =
+            self.min_version(&format!("{path}.min_version"), raw.min_version.as_deref());
         let roots = match (&raw.ca, verify) {
             (Some(_), false) => {
                 self.err(
@@ -200,12 +191,8 @@ impl Validator {
             return None;
         }
         let server_name = server_name?;
-        let versions: &[&'static rustls::SupportedProtocolVersion] = match min_version {
-            TlsVersion::Tls12 => rustls::ALL_VERSIONS,
-            TlsVersion::Tls13 => &[&rustls::version::TLS13],
-        };
         let builder = match ClientConfig::builder_with_provider(provider.clone())
-            .with_protocol_versions(versions)
+            .with_protocol_versions(min_version.and_later())
         {
             Ok(b) => b,
             Err(e) => {
@@ -270,19 +257,6 @@ impl Validator {
             verify,
             settings,
         }))
-    }
-
-    /// The CA certificates of a PEM file as trust anchors.
-    fn ca_roots(&mut self, path: &str, file: &str) -> Option<Arc<RootCertStore>> {
-        let certs = self.pem_certs(path, file)?;
-        let mut roots = RootCertStore::empty();
-        for c in certs {
-            if let Err(e) = roots.add(c) {
-                self.err(path, format!("{file}: not a usable CA certificate ({e})"));
-                return None;
-            }
-        }
-        Some(Arc::new(roots))
     }
 
     /// The system's trust anchors, read once per validation.
