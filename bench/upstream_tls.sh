@@ -40,7 +40,7 @@ mkdir -p "$work/b"
 if [ "$NEWCONN" = 1 ]; then keep="keepalive_timeout 0;"; else keep="keepalive_requests 10000000;"; fi
 cat > "$work/backend.conf" <<CONF
 worker_processes 1;
-worker_cpu_affinity $(( 1 << LOAD_CPU ));
+worker_cpu_affinity 1$(printf '%*s' "$LOAD_CPU" '' | tr ' ' 0);
 pid $work/b/nginx.pid;
 error_log $work/b/error.log warn;
 events { worker_connections 4096; }
@@ -83,7 +83,7 @@ nport=$(free_port)
 mkdir -p "$work/n"
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
-worker_cpu_affinity $(( 1 << PROXY_CPU ));
+worker_cpu_affinity 1$(printf '%*s' "$PROXY_CPU" '' | tr ' ' 0);
 pid $work/n/nginx.pid;
 error_log $work/n/error.log warn;
 events { worker_connections 4096; }
@@ -99,6 +99,7 @@ http {
       proxy_pass https://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      proxy_ssl_protocols TLSv1.2 TLSv1.3;
       proxy_ssl_verify on;
       proxy_ssl_trusted_certificate $ca;
       proxy_ssl_name localhost;
@@ -134,7 +135,7 @@ pids+=($!)
 wait_port "$bport"; wait_port "$dport"; wait_port "$nport"; wait_port "$hport"
 for p in "$dport" "$nport" "$hport"; do
   body=$(curl -s "http://127.0.0.1:$p/")
-  [ "$body" = "hello, world!" ] || { echo "port $p answered: $body" >&2; cat "$work/dao.log" >&2; exit 1; }
+  [ "$body" = "hello, world!" ] || { echo "port $p answered: $body" >&2; cat "$work/dao.log" "$work/n/error.log" >&2; exit 1; }
 done
 
 run() { # PORT → "req/s non-2xx-or-errors"

@@ -310,7 +310,7 @@ pub(super) trait Interim {
 /// An HTTP/1.1 client, which gets interim heads as they are (an HTTP/1.0
 /// one does not).
 struct ToClient<'a> {
-    client: &'a mut super::stream::ClientStream,
+    client: &'a mut super::transport::Transport,
     minor_version: u8,
     bytes_out: &'a mut u64,
     /// Set once a head went to the client: the response started.

@@ -15,8 +15,8 @@ use monoio::io::Canceller;
 
 use super::exchange::{self, Exchange};
 use super::io::{within, IoFail};
-use super::stream::ClientStream;
 use super::tally::Tally;
+use super::transport::Transport;
 use crate::align::router::{Field, Target};
 use crate::clock;
 use crate::error::ProxyError;
@@ -49,7 +49,7 @@ const PARK_AFTER: Duration = Duration::from_secs(1);
 
 /// A client connection idle past `PARK_AFTER`.
 pub(crate) struct Parked {
-    client: ClientStream,
+    client: Transport,
     peer: SocketAddr,
     /// What is left of the keep-alive timeout.
     idle_left: Duration,
@@ -59,12 +59,12 @@ pub(crate) struct Parked {
 }
 
 /// Serves one client connection (panics stay in it), parking it while idle.
-pub(crate) async fn connection(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>) {
+pub(crate) async fn connection(client: Transport, peer: SocketAddr, worker: Rc<Worker>) {
     resume(client, peer, worker, true).await
 }
 
 /// As `connection`; `first`: no request was read on it yet.
-async fn resume(client: ClientStream, peer: SocketAddr, worker: Rc<Worker>, first: bool) {
+async fn resume(client: Transport, peer: SocketAddr, worker: Rc<Worker>, first: bool) {
     let id = worker.id;
     let served = AssertUnwindSafe(serve(client, peer, worker.clone(), first))
         .catch_unwind()
@@ -95,13 +95,13 @@ async fn park(p: Parked, worker: Rc<Worker>) {
 
 /// Serves requests until the connection closes (`None`) or idles.
 async fn serve(
-    client: ClientStream,
+    client: Transport,
     peer: SocketAddr,
     worker: Rc<Worker>,
     first: bool,
 ) -> Option<Parked> {
     // (TLS streams had theirs set before the handshake.)
-    if let ClientStream::Plain(s) = &client {
+    if let Transport::Plain(s) = &client {
         let _ = s.set_nodelay(true);
     }
     let mut conn = Conn {
@@ -137,11 +137,11 @@ async fn serve(
                 let idle = conn.gen.config.proxy.tunnel_idle_timeout;
                 let how = (&conn.worker, idle);
                 match conn.client {
-                    ClientStream::Plain(mut tcp) => {
+                    Transport::Plain(mut tcp) => {
                         let ends = super::tunnel::halves(&mut tcp);
                         super::tunnel::run(ends, early, up, how).await;
                     }
-                    ClientStream::Tls(tls) => {
+                    Transport::Tls(tls) => {
                         let ends = super::tunnel::tls_halves(*tls);
                         super::tunnel::run(ends, early, up, how).await;
                     }
@@ -151,7 +151,7 @@ async fn serve(
             Next::H2 => {
                 let early = std::mem::take(&mut conn.down);
                 // Only plain connections get here (see `read_head`).
-                if let ClientStream::Plain(client) = conn.client {
+                if let Transport::Plain(client) = conn.client {
                     super::h2::serve_plain(client, early, peer, conn.worker).await;
                 }
                 return None;
@@ -176,7 +176,7 @@ async fn serve(
 }
 
 pub(crate) struct Conn {
-    pub(crate) client: ClientStream,
+    pub(crate) client: Transport,
     pub(crate) client_ip: String,
     pub(crate) peer_ip: std::net::IpAddr,
     pub(crate) down: Vec<u8>,

@@ -14,12 +14,12 @@ pub(crate) mod io;
 pub mod listener;
 mod retries;
 pub mod sni;
-mod stream;
 mod tally;
 pub(crate) mod tls;
+mod transport;
 pub(crate) mod tunnel;
 mod wakers;
 
 pub(crate) use conn::connection;
-pub(crate) use stream::ClientStream;
 pub(crate) use tls::serve as serve_tls;
+pub(crate) use transport::Transport;

@@ -28,7 +28,7 @@ use rustls::{ClientConnection, Connection, HandshakeKind};
 
 use super::conn::connection;
 use super::io::{within, IoFail};
-use super::stream::ClientStream;
+use super::transport::Transport;
 use crate::clock;
 use crate::memory::Tls;
 use crate::runtime::worker::Worker;
@@ -106,7 +106,7 @@ pub(crate) async fn serve(
                 worker.connection_closed();
                 return;
             }
-            let client = ClientStream::Tls(Box::new(stream));
+            let client = Transport::Tls(Box::new(stream));
             return connection(client, peer, worker).await;
         }
         Ok(Some(Err(e))) => e,

@@ -38,8 +38,8 @@ use tokio::io::AsyncWrite;
 use super::exchange::Upgraded;
 use super::h2::io::{socket, Socket, TlsIo};
 use super::io::within;
-use super::stream::ClientStream;
 use super::tls::TlsStream;
+use super::transport::Transport;
 use super::wakers::Wakers;
 use crate::clock;
 use crate::runtime::worker::Worker;
@@ -177,8 +177,8 @@ pub(crate) async fn run_until<R, W>(
     let (stream, _open) = up.into_parts();
     let ahead = (early, from_up);
     match stream {
-        ClientStream::Plain(mut tcp) => relay(client, halves(&mut tcp), ahead, how, gone).await,
-        ClientStream::Tls(tls) => relay(client, tls_halves(*tls), ahead, how, gone).await,
+        Transport::Plain(mut tcp) => relay(client, halves(&mut tcp), ahead, how, gone).await,
+        Transport::Tls(tls) => relay(client, tls_halves(*tls), ahead, how, gone).await,
     }
 }
 

@@ -490,7 +490,7 @@ async fn accept_loop(
                     .and_then(|l| l.tls.clone());
                 match tls {
                     None => {
-                        let client = crate::gate::ClientStream::Plain(stream);
+                        let client = crate::gate::Transport::Plain(stream);
                         monoio::spawn(crate::gate::connection(client, peer, worker.clone()));
                     }
                     Some(tls) => {

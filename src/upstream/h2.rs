@@ -43,7 +43,7 @@ use crate::align::breaker::{CircuitBreaker, Held, Limit};
 use crate::clock;
 use crate::gate::h2::io::{socket, TlsIo};
 use crate::gate::io::within;
-use crate::gate::ClientStream;
+use crate::gate::Transport;
 use crate::memory::Upstream;
 
 /// Each stream's receive window: what a server may send ahead of the
@@ -706,18 +706,18 @@ async fn connect(
         Some(Ok(s)) => s,
     };
     match stream {
-        ClientStream::Plain(tcp) => {
+        Transport::Plain(tcp) => {
             // Boxed: the adapter must not move once an operation is armed
             // (see `gate::h2::io`), and the connection moves to its task.
             let io = Box::new(StreamWrapper::new_with_buffer_size(tcp, IO_BUF, IO_BUF));
             start(io, upstream.addr, deadline, counts).await
         }
-        ClientStream::Tls(tls) if tls.is_h2() => {
+        Transport::Tls(tls) if tls.is_h2() => {
             let (tcp, conn, early) = tls.into_parts();
             let io = TlsIo::new(socket(tcp), conn, early);
             start(io, upstream.addr, deadline, counts).await
         }
-        ClientStream::Tls(_) => Err(ConnectError::Io(io::Error::new(
+        Transport::Tls(_) => Err(ConnectError::Io(io::Error::new(
             io::ErrorKind::InvalidData,
             "the upstream did not choose HTTP/2 (ALPN h2) in its TLS handshake",
         ))),

@@ -21,13 +21,13 @@ use monoio::net::TcpStream;
 
 use super::tls::Clients;
 use crate::gate::io::within;
-use crate::gate::ClientStream;
+use crate::gate::Transport;
 use crate::memory::Upstream;
 
 /// An open upstream connection (plain or TLS), counted in its address's
 /// open gauge until it is dropped.
 pub(crate) struct UpstreamConn {
-    stream: ClientStream,
+    stream: Transport,
     open: Counted,
 }
 
@@ -50,20 +50,20 @@ impl Drop for Counted {
 impl UpstreamConn {
     /// The stream, and its place in the gauge (for a tunnel, which keeps
     /// the connection counted while it relays).
-    pub(crate) fn into_parts(self) -> (ClientStream, Counted) {
+    pub(crate) fn into_parts(self) -> (Transport, Counted) {
         (self.stream, self.open)
     }
 }
 
 impl Deref for UpstreamConn {
-    type Target = ClientStream;
-    fn deref(&self) -> &ClientStream {
+    type Target = Transport;
+    fn deref(&self) -> &Transport {
         &self.stream
     }
 }
 
 impl DerefMut for UpstreamConn {
-    fn deref_mut(&mut self) -> &mut ClientStream {
+    fn deref_mut(&mut self) -> &mut Transport {
         &mut self.stream
     }
 }
@@ -280,13 +280,13 @@ impl Pool {
 pub(crate) async fn open_stream(
     upstream: &Upstream,
     clients: &Clients,
-) -> std::io::Result<ClientStream> {
+) -> std::io::Result<Transport> {
     let tcp = TcpStream::connect(upstream.addr).await?;
     // Heads and small bodies go out in one write; do not wait.
     let _ = tcp.set_nodelay(true);
     Ok(match &upstream.tls {
-        None => ClientStream::Plain(tcp),
-        Some(tls) => ClientStream::Tls(Box::new(clients.handshake(tcp, tls).await?)),
+        None => Transport::Plain(tcp),
+        Some(tls) => Transport::Tls(Box::new(clients.handshake(tcp, tls).await?)),
     })
 }
 

@@ -18,18 +18,18 @@ use super::io::{self, IoFail};
 use super::tls::TlsStream;
 
 /// A client connection's transport.
-pub(crate) enum ClientStream {
+pub(crate) enum Transport {
     /// Plain HTTP.
     Plain(TcpStream),
     /// HTTPS (boxed: the rustls state is large, plain sockets stay small).
     Tls(Box<TlsStream>),
 }
 
-impl ClientStream {
+impl Transport {
     /// Whether the client came over TLS.
     #[inline]
     pub(crate) fn is_tls(&self) -> bool {
-        matches!(self, ClientStream::Tls(_))
+        matches!(self, Transport::Tls(_))
     }
 
     /// The header line with the client's verified certificate, for
@@ -37,8 +37,8 @@ impl ClientStream {
     #[inline]
     pub(crate) fn client_cert(&self) -> &[u8] {
         match self {
-            ClientStream::Plain(_) => b"",
-            ClientStream::Tls(t) => t.client_cert(),
+            Transport::Plain(_) => b"",
+            Transport::Tls(t) => t.client_cert(),
         }
     }
 
@@ -55,8 +55,8 @@ impl ClientStream {
         limit: Duration,
     ) -> impl Future<Output = Result<usize, IoFail>> + 'a {
         match self {
-            ClientStream::Plain(s) => Either::Left(io::read_more(s, buf, limit)),
-            ClientStream::Tls(t) => Either::Right(Box::pin(t.read_more(buf, limit))),
+            Transport::Plain(s) => Either::Left(io::read_more(s, buf, limit)),
+            Transport::Tls(t) => Either::Right(Box::pin(t.read_more(buf, limit))),
         }
     }
 
@@ -70,10 +70,8 @@ impl ClientStream {
         canceller: &'a mut Canceller,
     ) -> impl Future<Output = Result<usize, IoFail>> + 'a {
         match self {
-            ClientStream::Plain(s) => Either::Left(io::read_or_give_up(s, buf, limit, canceller)),
-            ClientStream::Tls(t) => {
-                Either::Right(Box::pin(t.read_or_give_up(buf, limit, canceller)))
-            }
+            Transport::Plain(s) => Either::Left(io::read_or_give_up(s, buf, limit, canceller)),
+            Transport::Tls(t) => Either::Right(Box::pin(t.read_or_give_up(buf, limit, canceller))),
         }
     }
 
@@ -86,8 +84,8 @@ impl ClientStream {
         limit: Duration,
     ) -> impl Future<Output = Result<(), IoFail>> + 'a {
         match self {
-            ClientStream::Plain(s) => Either::Left(io::write_range(s, buf, range, limit)),
-            ClientStream::Tls(t) => Either::Right(Box::pin(t.write(&buf[range], limit))),
+            Transport::Plain(s) => Either::Left(io::write_range(s, buf, range, limit)),
+            Transport::Tls(t) => Either::Right(Box::pin(t.write(&buf[range], limit))),
         }
     }
 
@@ -110,8 +108,8 @@ impl ClientStream {
         limit: Duration,
     ) -> impl Future<Output = Result<(), IoFail>> + '_ {
         match self {
-            ClientStream::Plain(s) => Either::Left(io::write_static(s, bytes, limit)),
-            ClientStream::Tls(t) => Either::Right(Box::pin(t.write(bytes, limit))),
+            Transport::Plain(s) => Either::Left(io::write_static(s, bytes, limit)),
+            Transport::Tls(t) => Either::Right(Box::pin(t.write(bytes, limit))),
         }
     }
 
@@ -119,11 +117,11 @@ impl ClientStream {
     #[inline]
     pub(crate) async fn write_bytes(&mut self, data: Bytes, limit: Duration) -> Result<(), IoFail> {
         match self {
-            ClientStream::Plain(s) => match io::within(limit, s.write_all(data)).await {
+            Transport::Plain(s) => match io::within(limit, s.write_all(data)).await {
                 None => Err(IoFail::Timeout),
                 Some((res, _)) => res.map(|_| ()).map_err(IoFail::Io),
             },
-            ClientStream::Tls(t) => Box::pin(t.write(&data, limit)).await,
+            Transport::Tls(t) => Box::pin(t.write(&data, limit)).await,
         }
     }
 
@@ -132,8 +130,8 @@ impl ClientStream {
     #[inline]
     pub(crate) async fn read_bytes(&mut self, buf: BytesMut) -> (std::io::Result<usize>, BytesMut) {
         match self {
-            ClientStream::Plain(s) => s.read(buf).await,
-            ClientStream::Tls(t) => {
+            Transport::Plain(s) => s.read(buf).await,
+            Transport::Tls(t) => {
                 let mut buf = buf;
                 let res = Box::pin(t.read_bytes(&mut buf)).await;
                 (res, buf)
@@ -144,7 +142,7 @@ impl ClientStream {
     /// Before the connection closes: TLS says `close_notify`.
     #[inline]
     pub(crate) async fn close(&mut self) {
-        if let ClientStream::Tls(t) = self {
+        if let Transport::Tls(t) = self {
             Box::pin(t.close()).await;
         }
     }
@@ -152,7 +150,7 @@ impl ClientStream {
     /// Drops buffers before idling (after a timed-out `read_or_give_up`).
     #[inline]
     pub(crate) fn park(&mut self) {
-        if let ClientStream::Tls(t) = self {
+        if let Transport::Tls(t) = self {
             t.park();
         }
     }
@@ -160,8 +158,8 @@ impl ClientStream {
     /// Waits until the client sends something (no buffer held meanwhile).
     pub(crate) async fn readable(&self) -> std::io::Result<()> {
         match self {
-            ClientStream::Plain(s) => s.readable(false).await,
-            ClientStream::Tls(t) => t.readable().await,
+            Transport::Plain(s) => s.readable(false).await,
+            Transport::Tls(t) => t.readable().await,
         }
     }
 }
