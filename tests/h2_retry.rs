@@ -415,6 +415,41 @@ fn early_hints_reach_h2_clients() {
     }
 }
 
+#[test]
+fn early_hints_from_h2c_upstreams_reach_http1_clients() {
+    let h2 = H2cBackend::start(|_| Answer {
+        interim: vec![(103, vec![("link", "</style.css>; rel=preload")])],
+        ..Answer::status(200, b"hinted over h2")
+    });
+    let dao = h2c_proxy_with("", &[h2.addr]);
+    let mut c = Client::connect(dao.local_addr());
+    c.send(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n");
+    // The interim head first, as an HTTP/1.1 client reads it.
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut c.reader, &mut line).unwrap();
+        head.push_str(&line);
+        if line == "\r\n" {
+            break;
+        }
+    }
+    assert!(head.starts_with("HTTP/1.1 103 "), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("link: </style.css>; rel=preload\r\n"),
+        "{head}"
+    );
+    let got = c.read(false);
+    assert_eq!((got.status, got.text().as_str()), (200, "hinted over h2"));
+    // An HTTP/1.0 client gets the final response alone.
+    let mut c = Client::connect(dao.local_addr());
+    c.send(b"GET /b HTTP/1.0\r\nHost: x\r\n\r\n");
+    let got = c.read(false);
+    assert_eq!((got.status, got.text().as_str()), (200, "hinted over h2"));
+    dao.shutdown();
+}
+
 /// Sends `POST /` with `expect: 100-continue` and waits (at most 2 s)
 /// for the 100 before sending the body; returns whether it came, and the
 /// final response.

@@ -144,11 +144,14 @@ pub(super) async fn attempt(
         drop(up_body);
 
         let timeout = left(deadline, req.response_timeout);
-        match within(timeout, response.head()).await {
+        let head = final_head(response, conn, req, &mut bufs.up);
+        match within(timeout, head).await {
             None => return failed(ProxyError::UpstreamTimeout, Cause::Timeout, true),
-            Some(Ok(pair)) => break pair,
-            Some(Err(e)) if chance.take(reused, &e) => {}
-            Some(Err(e)) => return head_failed(e),
+            Some(Err(fail)) => return fail,
+            Some(Ok(Ok(pair))) => break pair,
+            // Not once an interim head went to the client.
+            Some(Ok(Err(e))) if !req.interim && chance.take(reused, &e) => {}
+            Some(Ok(Err(e))) => return head_failed(e),
         }
     };
 
@@ -163,6 +166,37 @@ pub(super) async fn attempt(
         Ok(()) => Attempt::Head(Up::H2(Response { body, trailers })),
         Err(fail) => fail,
     }
+}
+
+/// Waits for the final response head, passing the interim (1xx) heads
+/// before it to an HTTP/1.1 client as they come (not `100 Continue`,
+/// DAO's own to send; an HTTP/1.0 client gets none). `Err`: the client
+/// failed.
+async fn final_head(
+    mut response: crate::upstream::h2::Pending,
+    conn: &mut Conn,
+    req: &mut Request,
+    buf: &mut Vec<u8>,
+) -> Result<Result<(http::response::Parts, Body), h2::Error>, Attempt> {
+    while let Some(Ok(head)) = response.informational().await {
+        if head.status() == http::StatusCode::CONTINUE || conn.head.minor_version != 1 {
+            continue;
+        }
+        let (parts, ()) = head.into_parts();
+        buf.clear();
+        h1h2::response_head(buf, &parts, h1h2::Framing::AsIs);
+        req.interim = true;
+        conn.tally.bytes_out += buf.len() as u64;
+        let limit = conn.gen.config.proxy.read_timeout;
+        let written = conn.client.write_all(buf, limit).await;
+        // Left as it was found, for the final head.
+        buf.clear();
+        if let Err(e) = written {
+            return Err(Attempt::Abort(ProxyError::ClientIo(e.into_io())));
+        }
+    }
+    // A failure shows again here.
+    Ok(response.head().await)
 }
 
 /// How an attempt ends whose request head cannot be sent as HTTP/2: a
