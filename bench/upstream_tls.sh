@@ -78,6 +78,7 @@ name = "bench"
 CONF
 taskset -c "$PROXY_CPU" "$BIN/dao" --config "$work/dao.toml" > /dev/null 2> "$work/dao.log" &
 pids+=($!)
+dao_pid=$!
 
 nport=$(free_port)
 mkdir -p "$work/n"
@@ -111,6 +112,7 @@ http {
 CONF
 taskset -c "$PROXY_CPU" nginx -c "$work/nginx.conf" -g 'daemon off;' &
 pids+=($!)
+nginx_pid=$!
 
 hport=$(free_port)
 cat > "$work/haproxy.cfg" <<CONF
@@ -131,6 +133,7 @@ backend be
 CONF
 taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -q &
 pids+=($!)
+haproxy_pid=$!
 
 wait_port "$bport"; wait_port "$dport"; wait_port "$nport"; wait_port "$hport"
 for p in "$dport" "$nport" "$hport"; do
@@ -138,12 +141,23 @@ for p in "$dport" "$nport" "$hport"; do
   [ "$body" = "hello, world!" ] || { echo "port $p answered: $body" >&2; cat "$work/dao.log" "$work/n/error.log" >&2; exit 1; }
 done
 
-run() { # PORT → "req/s non-2xx-or-errors"
-  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$1/" > "$work/wrk.$1" 2>&1
-  local rps bad
-  rps=$(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.$1")
-  bad=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$work/wrk.$1")
-  echo "$rps $bad"
+# nginx: master and worker (the master does no request work).
+nginx_pids="$nginx_pid $(pgrep -P "$nginx_pid" | tr '\n' ' ')"
+# CPU time (user + system, all threads) of the given processes, in clock
+# ticks; the fields after the "(comm)" of /proc/PID/stat start at state.
+cpu_ticks() { for p in "$@"; do sed 's/.*) //' "/proc/$p/stat"; done | awk '{t += $12 + $13} END {print t}'; }
+clk_tck=$(getconf CLK_TCK)
+
+run() { # PORT PIDS… → "req/s errors proxy-CPU-µs-per-request"
+  local port=$1; shift
+  local before after rps bad
+  before=$(cpu_ticks "$@")
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port/" > "$work/wrk.$port" 2>&1
+  after=$(cpu_ticks "$@")
+  rps=$(awk '/^Requests\/sec/ { print $2 }' "$work/wrk.$port")
+  bad=$(awk '/Non-2xx/ { n += $NF } /Socket errors/ { gsub(",", ""); n += $4 + $6 + $8 + $10 } END { print n + 0 }' "$work/wrk.$port")
+  total=$(awk '/requests in/ { print $1 }' "$work/wrk.$port")
+  echo "$rps $bad $(awk -v t=$((after - before)) -v hz="$clk_tck" -v n="$total" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')"
 }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -151,13 +165,20 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 for p in "$dport" "$nport" "$hport"; do taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$p/" > /dev/null; done
 
 : > "$work/dao"; : > "$work/nginx"; : > "$work/haproxy"
+: > "$work/dao.cpu"; : > "$work/nginx.cpu"; : > "$work/haproxy.cpu"
 for round in $(seq "$RUNS"); do
-  read -r d de < <(run "$dport"); read -r n ne < <(run "$nport"); read -r h he < <(run "$hport")
-  echo "round $round: DAO $d req/s ($de errors), nginx $n req/s ($ne errors), HAProxy $h req/s ($he errors)"
+  read -r d de dc < <(run "$dport" "$dao_pid")
+  # shellcheck disable=SC2086
+  read -r n ne nc < <(run "$nport" $nginx_pids)
+  read -r h he hc < <(run "$hport" "$haproxy_pid")
+  echo "round $round: DAO $d req/s ($de errors, $dc µs CPU/req), nginx $n req/s ($ne errors, $nc µs), HAProxy $h req/s ($he errors, $hc µs)"
   echo "$d" >> "$work/dao"; echo "$n" >> "$work/nginx"; echo "$h" >> "$work/haproxy"
+  echo "$dc" >> "$work/dao.cpu"; echo "$nc" >> "$work/nginx.cpu"; echo "$hc" >> "$work/haproxy.cpu"
 done
 d=$(median < "$work/dao"); n=$(median < "$work/nginx"); h=$(median < "$work/haproxy")
-echo "medians of $RUNS: DAO $d req/s; nginx $n req/s; HAProxy $h req/s"
-awk -v d="$d" -v n="$n" -v h="$h" 'BEGIN { printf "DAO/nginx %.2fx, DAO/HAProxy %.2fx\n", d / n, d / h }'
+dc=$(median < "$work/dao.cpu"); nc=$(median < "$work/nginx.cpu"); hc=$(median < "$work/haproxy.cpu")
+echo "medians of $RUNS: DAO $d req/s ($dc µs CPU/req); nginx $n req/s ($nc µs); HAProxy $h req/s ($hc µs)"
+awk -v d="$d" -v n="$n" -v h="$h" 'BEGIN { printf "req/s: DAO/nginx %.2fx, DAO/HAProxy %.2fx\n", d / n, d / h }'
+awk -v d="$dc" -v n="$nc" -v h="$hc" 'BEGIN { printf "proxy CPU per request: nginx/DAO %.2fx, HAProxy/DAO %.2fx\n", n / d, h / d }'
 echo "(wrk -t1 -c$CONNS -d$DURATION, plain HTTP to the proxy, HTTPS (TLS 1.3, verified) to the backend; NEWCONN=$NEWCONN;"
 echo " proxy on CPU $PROXY_CPU, backend nginx and wrk on CPU $LOAD_CPU)"
