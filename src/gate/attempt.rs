@@ -439,14 +439,18 @@ pub(super) async fn connect(
     } else {
         Cause::ConnectFailure
     };
-    worker
-        .pool
-        .connect(gen.pools[upstream.pool], upstream, limit)
-        .await
-        .map_err(|e| match e {
-            ConnectError::Io(e) => (ProxyError::Connect(e), Cause::ConnectFailure),
-            ConnectError::Timeout => (ProxyError::UpstreamTimeout, on_timeout),
-        })
+    // Boxed: connecting (a TLS handshake included) is rare next to the
+    // pooled path, and every future that may connect would carry its size.
+    Box::pin(
+        worker
+            .pool
+            .connect(gen.pools[upstream.pool], upstream, limit),
+    )
+    .await
+    .map_err(|e| match e {
+        ConnectError::Io(e) => (ProxyError::Connect(e), Cause::ConnectFailure),
+        ConnectError::Timeout => (ProxyError::UpstreamTimeout, on_timeout),
+    })
 }
 
 /// `base`, or what is left before `deadline` if that is less.

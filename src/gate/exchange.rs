@@ -83,6 +83,18 @@ impl Bufs {
         }
     }
 
+    /// The worker's buffers at their usual size, for an HTTP/2 stream: a
+    /// response head and its first body bytes fit, and the body's later
+    /// reads go to `Bytes` handed to h2 (growing `up` as `new` does would
+    /// reallocate it for every stream).
+    pub(super) fn for_stream(worker: &Rc<Worker>) -> Bufs {
+        Bufs {
+            worker: worker.clone(),
+            out: worker.take_buf(),
+            up: worker.take_buf(),
+        }
+    }
+
     /// Empties `up` for an attempt's response: of a previous attempt's,
     /// or replaced when a timed-out read took it.
     pub(super) fn fresh_up(&mut self) {

@@ -613,9 +613,10 @@ impl H2Pool {
                     drop(waiting.take());
                     let _pending = Held::new(admission.pending);
                     self.opened.set(self.opened.get() + 1);
-                    let entry = connect(upstream, &self.tls, limits.connect, (open, &waiters))
-                        .await
-                        .map_err(LeaseError::Connect)?;
+                    // Boxed: rare, and large (a TLS handshake, the HTTP/2
+                    // one); every lease's future would carry its size.
+                    let connecting = connect(upstream, &self.tls, limits.connect, (open, &waiters));
+                    let entry = Box::pin(connecting).await.map_err(LeaseError::Connect)?;
                     let slot = Slot::new(&entry.state);
                     let send = entry.send.clone();
                     let mut addrs = self.addrs.borrow_mut();

@@ -167,18 +167,22 @@ async fn handle(shared: Rc<Shared>, req: Request<RecvStream>, mut respond: SendR
     }
     let outcome = match websocket {
         None => upstream::exchange(&mut s, route, body, &mut respond).await,
-        Some(hs) => match ws_tunnel::exchange(&mut s, route, &hs, body, &mut respond).await {
-            Ok(tunnel) => {
-                // The request ends with the 200 (its latency: time to the
-                // 200); the tunnel is counted on its own.
-                s.tally.finish(200, None, &s.shared.client_ip);
-                drop(in_flight);
-                drop(s);
-                tunnel.run(&worker).await;
-                return;
+        // Boxed, as the tunnel below: a WebSocket's futures are large and
+        // rare; every stream's task would otherwise carry their size.
+        Some(hs) => {
+            match Box::pin(ws_tunnel::exchange(&mut s, route, &hs, body, &mut respond)).await {
+                Ok(tunnel) => {
+                    // The request ends with the 200 (its latency: time to the
+                    // 200); the tunnel is counted on its own.
+                    s.tally.finish(200, None, &s.shared.client_ip);
+                    drop(in_flight);
+                    drop(s);
+                    Box::pin(tunnel.run(&worker)).await;
+                    return;
+                }
+                Err(outcome) => outcome,
             }
-            Err(outcome) => outcome,
-        },
+        }
     };
     match outcome {
         Outcome::Done => {

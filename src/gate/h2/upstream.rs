@@ -100,7 +100,7 @@ pub(super) async fn exchange(
         Some(Err(outcome)) => return outcome,
         Some(Ok(req)) => req,
     };
-    let mut bufs = Bufs::new(&worker);
+    let mut bufs = Bufs::for_stream(&worker);
     loop {
         let upstream = &route.upstreams[picked];
         let (error, cause, reached) = match retries.admit(picked) {

@@ -203,7 +203,7 @@ pub(super) async fn exchange(
         }
     }
     let _request = Held::new(&load.requests);
-    let mut bufs = Bufs::new(&worker);
+    let mut bufs = Bufs::for_stream(&worker);
     let fwd = s.forwarded(upstream);
     crate::proto::h1::head::write_request_head(&mut bufs.out, &s.down, &s.head, &fwd);
 
