@@ -98,6 +98,7 @@ async fn park(p: Parked, worker: Rc<Worker>) {
 
 /// How [`serve`] left a connection.
 enum Ended {
+    /// Closed (or cut off).
     Closed,
     /// Idle past `PARK_AFTER`.
     Parked(Parked),
