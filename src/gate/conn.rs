@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use monoio::io::Canceller;
+use monoio::net::TcpStream;
 
 use super::exchange::{self, Exchange};
 use super::io::{within, IoFail};
@@ -70,11 +71,13 @@ async fn resume(client: Transport, peer: SocketAddr, worker: Rc<Worker>, first: 
         .catch_unwind()
         .await;
     match served {
-        Ok(Some(parked)) => {
+        Ok(Ended::Parked(parked)) => {
             // A separate, small task: this one (and its large future) ends.
             monoio::spawn(park(parked, worker));
         }
-        Ok(None) => worker.connection_closed(),
+        // The same, for the connection's life.
+        Ok(Ended::H2(tcp, early)) => super::h2::spawn_plain(tcp, early, peer, worker),
+        Ok(Ended::Closed) => worker.connection_closed(),
         // The panic hook has printed the message; the worker goes on.
         Err(_) => {
             worker.connection_closed();
@@ -93,13 +96,19 @@ async fn park(p: Parked, worker: Rc<Worker>) {
     worker.connection_closed();
 }
 
-/// Serves requests until the connection closes (`None`) or idles.
-async fn serve(
-    client: Transport,
-    peer: SocketAddr,
-    worker: Rc<Worker>,
-    first: bool,
-) -> Option<Parked> {
+/// How [`serve`] left a connection.
+enum Ended {
+    /// Closed (or cut off).
+    Closed,
+    /// Idle past `PARK_AFTER`.
+    Parked(Parked),
+    /// The client opened with the HTTP/2 preface; `early`: the bytes read.
+    H2(TcpStream, Vec<u8>),
+}
+
+/// Serves requests until the connection closes, idles, or turns out to
+/// speak HTTP/2.
+async fn serve(client: Transport, peer: SocketAddr, worker: Rc<Worker>, first: bool) -> Ended {
     // (TLS streams had theirs set before the handshake.)
     if let Transport::Plain(s) = &client {
         let _ = s.set_nodelay(true);
@@ -129,7 +138,7 @@ async fn serve(
             Next::KeepAlive => {}
             Next::Close => {
                 conn.client.close().await;
-                return None;
+                return Ended::Closed;
             }
             Next::Tunnel(up) => {
                 let early = std::mem::take(&mut conn.down);
@@ -146,15 +155,14 @@ async fn serve(
                         super::tunnel::run(ends, early, up, how).await;
                     }
                 }
-                return None;
+                return Ended::Closed;
             }
             Next::H2 => {
-                let early = std::mem::take(&mut conn.down);
                 // Only plain connections get here (see `read_head`).
-                if let Transport::Plain(client) = conn.client {
-                    super::h2::serve_plain(client, early, peer, conn.worker).await;
-                }
-                return None;
+                return match conn.client {
+                    Transport::Plain(tcp) => Ended::H2(tcp, conn.down),
+                    Transport::Tls(_) => Ended::Closed,
+                };
             }
             Next::Park => {
                 conn.client.park();
@@ -164,7 +172,7 @@ async fn serve(
                     .server
                     .keepalive_timeout
                     .saturating_sub(PARK_AFTER);
-                return Some(Parked {
+                return Ended::Parked(Parked {
                     client: conn.client,
                     peer,
                     idle_left,

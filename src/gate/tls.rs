@@ -102,8 +102,7 @@ pub(crate) async fn serve(
             stream.established(&worker, &tls, listener, started);
             // ALPN chose HTTP/2.
             if stream.is_h2() {
-                super::h2::serve_tls(stream, peer, worker.clone()).await;
-                worker.connection_closed();
+                super::h2::spawn_tls(stream, peer, worker);
                 return;
             }
             let client = Transport::Tls(Box::new(stream));

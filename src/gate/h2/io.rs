@@ -1,42 +1,139 @@
 //! HTTP/2's transport: a client connection seen through tokio's
-//! `AsyncRead`/`AsyncWrite`, which the h2 crate drives. The socket itself
-//! goes through monoio-compat's `StreamWrapper` (monoio's owned-buffer
-//! reads and writes behind poll functions); on top of it, [`Replay`] hands
-//! out first the bytes the connection loop read before it knew the client
-//! speaks HTTP/2, and [`TlsIo`] runs the rustls connection that the
-//! handshake (`gate::tls`) established (for HTTP/2, and for the WebSocket
-//! tunnels of TLS clients: see `gate::tunnel`).
+//! `AsyncRead`/`AsyncWrite`, which the h2 crate drives. The socket is
+//! monoio's readiness-based stream ([`Socket`], monoio's `poll-io`); on
+//! top of it, [`Replay`] hands out first the bytes the connection loop read
+//! before it knew the client speaks HTTP/2, and [`TlsIo`] runs the rustls
+//! connection that the handshake (`gate::tls`) established (for HTTP/2, and
+//! for the WebSocket tunnels of TLS clients: see `gate::tunnel`).
 //!
-//! `StreamWrapper` keeps its in-flight operation pointing at the stream
-//! inside it, so it must not move once an operation is armed: it is boxed
-//! (`Socket`), and only the box moves.
+//! Nothing here holds an I/O buffer of its own, idle or busy. monoio's
+//! io_uring operations need a buffer they own for as long as they are in
+//! flight, and a read on an idle connection is in flight for as long as
+//! the connection idles: an adapter over them (monoio-compat's
+//! `StreamWrapper`) kept two buffers of 16.5 KiB per connection for its
+//! whole life. A readiness-based socket instead waits for the kernel to
+//! say it is readable or writable, then reads or writes straight between
+//! the caller's buffer and the kernel (the socket is registered with an
+//! epoll instance that the worker's ring watches). So an idle HTTP/2
+//! connection costs the h2 crate's own state, and over TLS rustls's, and
+//! no more; `TlsIo` feeds rustls straight from the socket and writes its
+//! records straight to it, as tokio-rustls does.
+//!
+//! A socket the readiness poller does not take (epoll refused it: out of
+//! memory, or `fs.epoll.max_user_watches` reached) falls back to
+//! `StreamWrapper`, buffers and all, rather than failing the connection.
 
-use std::io::{self, BufRead, Write};
+use std::cell::Cell;
+use std::io::{self, BufRead, IoSlice, Read, Write};
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use monoio::net::tcp::stream_poll::TcpStreamPoll;
 use monoio::net::TcpStream;
 use monoio_compat::StreamWrapper;
 use rustls::Connection;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The size of the socket adapter's read and write buffers: one TLS
-/// record, or a full-size HTTP/2 frame, per operation.
-const SOCKET_BUF: usize = 16 * 1024 + 512;
-/// Ciphertext read from the socket at a time.
-const RX_SIZE: usize = 16 * 1024 + 512;
-/// TLS records buffered for the socket before a write waits for them to
-/// go out (back-pressure on the h2 connection).
-const TX_HIGH: usize = 64 * 1024;
+/// The buffers of the fallback adapter, each way: one TLS record, or a
+/// full-size HTTP/2 frame, per operation.
+const FALLBACK_BUF: usize = 16 * 1024 + 512;
 
-/// A client socket with tokio's I/O traits (boxed: see the module docs).
-pub(crate) type Socket = Box<StreamWrapper<TcpStream>>;
+/// A client socket with tokio's I/O traits.
+pub(crate) struct Socket(Way);
 
-/// Wraps a client socket.
+/// How a [`Socket`] does its I/O.
+enum Way {
+    /// Readiness: no buffer of its own.
+    Ready(TcpStreamPoll),
+    /// monoio-compat's adapter over io_uring operations (boxed: its armed
+    /// operation points at the stream inside it, so it must not move).
+    Buffered(Box<StreamWrapper<TcpStream>>),
+}
+
+thread_local! {
+    /// Whether this worker has logged falling back to buffered sockets.
+    static FELL_BACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Wraps a client socket (on the worker thread that owns it).
 pub(crate) fn socket(tcp: TcpStream) -> Socket {
+    match tcp.try_into_poll_io() {
+        Ok(s) => Socket(Way::Ready(s)),
+        Err((e, tcp)) => {
+            if !FELL_BACK.with(|f| f.replace(true)) {
+                tracing::warn!(error = %e, "a socket could not be polled for readiness: HTTP/2 on it \
+                     goes through buffered I/O (33 KiB a connection; logged once per worker)");
+            }
+            Socket(Way::Buffered(buffered(tcp)))
+        }
+    }
+}
+
+/// The fallback adapter over `tcp`.
+fn buffered(tcp: TcpStream) -> Box<StreamWrapper<TcpStream>> {
     Box::new(StreamWrapper::new_with_buffer_size(
-        tcp, SOCKET_BUF, SOCKET_BUF,
+        tcp,
+        FALLBACK_BUF,
+        FALLBACK_BUF,
     ))
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Way::Ready(s) => Pin::new(s).poll_read(cx, buf),
+            Way::Buffered(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            Way::Ready(s) => Pin::new(s).poll_write(cx, data),
+            Way::Buffered(s) => Pin::new(&mut **s).poll_write(cx, data),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match &mut self.get_mut().0 {
+            Way::Ready(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Way::Buffered(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match &self.0 {
+            Way::Ready(s) => s.is_write_vectored(),
+            Way::Buffered(s) => s.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Way::Ready(s) => Pin::new(s).poll_flush(cx),
+            Way::Buffered(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.get_mut().0 {
+            Way::Ready(s) => Pin::new(s).poll_shutdown(cx),
+            Way::Buffered(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
 }
 
 /// A stream whose first reads return bytes already read from it.
@@ -84,6 +181,18 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
         Pin::new(&mut self.get_mut().io).poll_write(cx, data)
     }
 
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().io).poll_flush(cx)
     }
@@ -93,82 +202,144 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Replay<T> {
     }
 }
 
-/// An established rustls server connection over a stream with tokio's
-/// I/O traits: plaintext in and out, records to and from `io`.
+/// An established rustls connection over a stream with tokio's I/O
+/// traits: plaintext in and out, records to and from `io`. rustls reads
+/// ciphertext straight from `io` into its own buffer and writes its records
+/// straight to it; the only bytes kept here are those read before, and
+/// only until rustls has taken them.
 pub(crate) struct TlsIo<T> {
     io: T,
     tls: Connection,
-    /// Ciphertext read from `io`; `rx[rx_at..rx_end]` is not in rustls yet.
-    rx: Box<[u8]>,
-    rx_at: usize,
-    rx_end: usize,
+    /// Ciphertext read from the socket before (with the handshake) that
+    /// rustls has not taken: `early[early_at..]`, fed to it first.
+    early: Vec<u8>,
+    early_at: usize,
     /// `io` reached its end.
     eof: bool,
-    /// Records on their way to `io`: `tx[tx_at..]` is not written yet.
-    tx: Vec<u8>,
-    tx_at: usize,
     /// `close_notify` was queued.
     closing: bool,
+}
+
+/// `io` as the blocking-style reader and writer rustls takes, for the
+/// length of one poll: `Pending` is `WouldBlock` (and `cx` is registered).
+struct Polled<'a, 'b, T> {
+    io: &'a mut T,
+    cx: &'a mut Context<'b>,
+}
+
+/// `Pending` as `WouldBlock`.
+fn would_block<V>(p: Poll<io::Result<V>>) -> io::Result<V> {
+    match p {
+        Poll::Ready(r) => r,
+        Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+    }
+}
+
+impl<T: AsyncRead + Unpin> Read for Polled<'_, '_, T> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut buf = ReadBuf::new(buf);
+        would_block(Pin::new(&mut *self.io).poll_read(self.cx, &mut buf))?;
+        Ok(buf.filled().len())
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Write for Polled<'_, '_, T> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        would_block(Pin::new(&mut *self.io).poll_write(self.cx, data))
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        would_block(Pin::new(&mut *self.io).poll_write_vectored(self.cx, bufs))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl<T: AsyncRead + AsyncWrite + Unpin> TlsIo<T> {
     /// Continues `tls` over `io`; `early` is ciphertext already read from
     /// the socket that rustls has not taken.
     pub(crate) fn new(io: T, tls: Connection, early: Vec<u8>) -> TlsIo<T> {
-        let mut rx = vec![0u8; RX_SIZE.max(early.len())].into_boxed_slice();
-        rx[..early.len()].copy_from_slice(&early);
+        // Kept only while it holds bytes (the handshake's read buffer).
+        let early = if early.is_empty() { Vec::new() } else { early };
         TlsIo {
             io,
             tls,
-            rx,
-            rx_at: 0,
-            rx_end: early.len(),
+            early,
+            early_at: 0,
             eof: false,
-            tx: Vec::new(),
-            tx_at: 0,
             closing: false,
         }
     }
 
-    /// Moves the records rustls has ready into `tx`.
-    fn take_records(&mut self) -> io::Result<()> {
-        while self.tls.wants_write() {
-            self.tls.write_tls(&mut self.tx)?;
-        }
-        Ok(())
-    }
-
-    /// Writes `tx` out whole.
+    /// Writes the records rustls holds to `io`: `Ready(Ok)` once all went.
     fn poll_tx(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        while self.tx_at < self.tx.len() {
-            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.tx[self.tx_at..]))?;
-            if n == 0 {
-                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        while self.tls.wants_write() {
+            let mut out = Polled {
+                io: &mut self.io,
+                cx,
+            };
+            match self.tls.write_tls(&mut out) {
+                Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Poll::Pending,
+                Err(e) => return Poll::Ready(Err(e)),
             }
-            self.tx_at += n;
         }
-        self.tx.clear();
-        self.tx_at = 0;
         Poll::Ready(Ok(()))
     }
 
-    /// Hands rustls the ciphertext in `rx` and lets it process it; a
-    /// fatal alert it queues goes out as far as the socket takes it now.
-    fn feed(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
-        let mut input = &self.rx[self.rx_at..self.rx_end];
-        let before = input.len();
-        let read = self.tls.read_tls(&mut input);
-        self.rx_at += before - input.len();
-        read?;
+    /// Reads ciphertext once into rustls: the early bytes while any are
+    /// left, then the socket. `Ok(0)`: the socket's end.
+    fn read_tls(&mut self, cx: &mut Context<'_>) -> io::Result<usize> {
+        if self.early_at < self.early.len() {
+            let mut rest = &self.early[self.early_at..];
+            let read = self.tls.read_tls(&mut rest);
+            self.early_at = self.early.len() - rest.len();
+            if rest.is_empty() {
+                // Given back: the connection may live long.
+                self.early = Vec::new();
+                self.early_at = 0;
+            }
+            return read;
+        }
+        let mut from = Polled {
+            io: &mut self.io,
+            cx,
+        };
+        self.tls.read_tls(&mut from)
+    }
+
+    /// Lets rustls process the ciphertext it was given; what it queues
+    /// (alerts, key-update answers, session tickets) goes out as far as
+    /// the socket takes it now, the rest with the next write or flush.
+    fn process(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         let processed = self.tls.process_new_packets();
-        // Alerts, key-update answers, session tickets.
-        self.take_records()?;
         if let Poll::Ready(Err(e)) = self.poll_tx(cx) {
             return Err(e);
         }
         processed
             .map(|_| ())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    }
+
+    /// While reads wait: the records rustls still holds because the socket
+    /// was busy (a handshake flight, alerts, key updates) go out, and so
+    /// does what the socket took (the fallback adapter sends only while
+    /// polled); `cx` is woken when the socket takes more. `Pending`, or
+    /// the error writing met.
+    fn poll_idle<V>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<V>> {
+        match self.poll_tx(cx) {
+            Poll::Ready(Ok(())) => {
+                if let Poll::Ready(Err(e)) = Pin::new(&mut self.io).poll_flush(cx) {
+                    return Poll::Ready(Err(e));
+                }
+            }
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {}
+        }
+        Poll::Pending
     }
 
     /// Reads once, appending plaintext to `buf` (which must have spare
@@ -213,21 +384,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> TlsIo<T> {
                 }
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            if self.rx_at < self.rx_end {
-                self.feed(cx)?;
-                continue;
-            }
             if self.eof {
                 return Poll::Ready(Ok(0));
             }
-            self.rx_at = 0;
-            self.rx_end = 0;
-            let mut space = ReadBuf::new(&mut self.rx[..RX_SIZE]);
-            ready!(Pin::new(&mut self.io).poll_read(cx, &mut space))?;
-            let n = space.filled().len();
-            self.rx_end = n;
-            if n == 0 {
-                self.eof = true;
+            match self.read_tls(cx) {
+                Ok(0) => self.eof = true,
+                Ok(_) => self.process(cx)?,
+                // Only the socket says it: `cx` waits for it.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return self.poll_idle(cx),
+                Err(e) => return Poll::Ready(Err(e)),
             }
         }
     }
@@ -246,38 +411,66 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for TlsIo<T> {
     }
 }
 
+impl<T: AsyncRead + AsyncWrite + Unpin> TlsIo<T> {
+    /// Gives rustls plaintext (`give` writes it to the rustls writer) and
+    /// starts its records out: `Ready(Ok(n))` once it took `n` bytes.
+    fn poll_give(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut give: impl FnMut(&mut rustls::Writer<'_>) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            // rustls keeps up to its buffer limit (64 KiB) of records
+            // that the socket did not take yet: past it, back-pressure.
+            let n = give(&mut self.tls.writer())?;
+            if n > 0 {
+                // Out now as far as the socket takes them; the rest go
+                // with a later write or flush.
+                if let Poll::Ready(Err(e)) = self.poll_tx(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                return Poll::Ready(Ok(n));
+            }
+            if !self.tls.wants_write() {
+                // Nothing to wait for would make room.
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            ready!(self.poll_tx(cx))?;
+        }
+    }
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        loop {
-            if this.tx.len() - this.tx_at >= TX_HIGH {
-                ready!(this.poll_tx(cx))?;
-            }
-            let n = this.tls.writer().write(data)?;
-            this.take_records()?;
-            if n == 0 {
-                // rustls holds all it takes: wait for the socket.
-                ready!(this.poll_tx(cx))?;
-                continue;
-            }
-            // Started now; finished by a later write or flush.
-            if let Poll::Ready(Err(e)) = this.poll_tx(cx) {
-                return Poll::Ready(Err(e));
-            }
-            return Poll::Ready(Ok(n));
+        self.get_mut().poll_give(cx, |w| w.write(data))
+    }
+
+    /// A frame's header and payload given together go out in the same
+    /// records (rather than a record for the 9-byte header).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        if bufs.iter().all(|b| b.is_empty()) {
+            return Poll::Ready(Ok(0));
         }
+        self.get_mut().poll_give(cx, |w| w.write_vectored(bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        this.take_records()?;
         ready!(this.poll_tx(cx))?;
         Pin::new(&mut this.io).poll_flush(cx)
     }
@@ -288,8 +481,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TlsIo<T> {
             this.closing = true;
             this.tls.send_close_notify();
         }
-        this.take_records()?;
         ready!(this.poll_tx(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,7 +13,8 @@
 //! ```
 //!
 //! The protocol is the `h2` crate (0.4), driven over monoio through
-//! monoio-compat's tokio-style I/O adapter (see `io`). Chosen over
+//! tokio-style I/O on monoio's readiness-based sockets, which hold no
+//! buffer of their own (see `io`). Chosen over
 //! monoio-http's h2, a port of an older `h2`, because h2 0.4 carries the
 //! fixes for the HTTP/2 floods found since: rapid reset (CVE-2023-44487:
 //! `max_pending_accept_reset_streams`, `max_local_error_reset_streams`)
@@ -61,23 +62,29 @@ pub(crate) fn is_preface(buf: &[u8]) -> bool {
 }
 
 /// Serves HTTP/2 on a plain connection whose first bytes, `early`, were
-/// read already.
-pub(crate) async fn serve_plain(
-    tcp: TcpStream,
-    early: Vec<u8>,
-    peer: SocketAddr,
-    worker: Rc<Worker>,
-) {
-    let io = io::Replay::new(early, io::socket(tcp));
-    conn::serve(io, peer, worker, false, Box::default()).await
+/// read already, in a task of its own, and counts the connection closed
+/// when it ends. (Its own task is sized for HTTP/2 alone: the larger one
+/// that found the preface ends, and does not stay allocated for as long as
+/// the connection lives, idle or not.)
+pub(crate) fn spawn_plain(tcp: TcpStream, early: Vec<u8>, peer: SocketAddr, worker: Rc<Worker>) {
+    monoio::spawn(async move {
+        let io = io::Replay::new(early, io::socket(tcp));
+        conn::serve(io, peer, worker.clone(), false, Box::default()).await;
+        worker.connection_closed();
+    });
 }
 
-/// Serves HTTP/2 on a TLS connection whose handshake chose it.
-pub(crate) async fn serve_tls(mut stream: TlsStream, peer: SocketAddr, worker: Rc<Worker>) {
+/// Serves HTTP/2 on a TLS connection whose handshake chose it, in a task
+/// of its own (see [`spawn_plain`]), and counts the connection closed when
+/// it ends.
+pub(crate) fn spawn_tls(mut stream: TlsStream, peer: SocketAddr, worker: Rc<Worker>) {
     let client_cert = stream.take_client_cert();
     let (tcp, tls, early) = stream.into_parts();
-    let io = io::TlsIo::new(io::socket(tcp), tls, early);
-    conn::serve(io, peer, worker, true, client_cert).await
+    monoio::spawn(async move {
+        let io = io::TlsIo::new(io::socket(tcp), tls, early);
+        conn::serve(io, peer, worker.clone(), true, client_cert).await;
+        worker.connection_closed();
+    });
 }
 
 #[cfg(test)]
