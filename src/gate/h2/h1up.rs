@@ -292,7 +292,10 @@ pub(super) async fn respond_down(
         }
         read.reserve(READ_SIZE);
         let buf = std::mem::take(&mut read);
-        let got = or_reset(within(limit, up.read_bytes(buf)), |cx| send.poll_reset(cx)).await;
+        let got = or_reset(within(limit, up.read_bytes(buf)), |cx| {
+            send.poll_reset(cx).is_ready()
+        })
+        .await;
         let (res, buf) = match got {
             None => return (Outcome::Abort(reset()), false),
             Some(None) => return (Outcome::Abort(ProxyError::UpstreamTimeout), false),

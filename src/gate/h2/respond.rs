@@ -4,7 +4,7 @@
 //! and trailers.
 
 use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,20 +20,39 @@ use crate::flow::{Headers, ResponseCx};
 use crate::gate::io::within;
 use crate::proto::h1::{BodyKind, HeaderKind, ResponseHead};
 
-/// Runs `f` until it ends, or until `reset` (polled after it, with the
-/// same context) says the client reset the stream: `None`.
-pub(super) async fn or_reset<F: Future, R>(
-    f: F,
-    mut reset: impl FnMut(&mut Context<'_>) -> Poll<R>,
-) -> Option<F::Output> {
-    let mut f = pin!(f);
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = f.as_mut().poll(cx) {
+pin_project_lite::pin_project! {
+    /// `f`, cut short when the client resets the stream (see [`or_reset`]).
+    /// A plain future rather than an `async fn`: those keep their argument
+    /// beside the pinned copy of it, doubling the size of what they wrap.
+    pub(super) struct OrReset<F, C> {
+        #[pin]
+        f: F,
+        reset: C,
+    }
+}
+
+impl<F: Future, C: FnMut(&mut Context<'_>) -> bool> Future for OrReset<F, C> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.f.poll(cx) {
             return Poll::Ready(Some(v));
         }
-        reset(cx).map(|_| None)
-    })
-    .await
+        match (this.reset)(cx) {
+            true => Poll::Ready(None),
+            false => Poll::Pending,
+        }
+    }
+}
+
+/// Runs `f` until it ends, or until `reset` (polled after it, with the
+/// same context) says the client reset the stream: `None`.
+pub(super) fn or_reset<F: Future, C: FnMut(&mut Context<'_>) -> bool>(
+    f: F,
+    reset: C,
+) -> OrReset<F, C> {
+    OrReset { f, reset }
 }
 
 /// Runs the route's response filters on the head parsed into `s.resp`

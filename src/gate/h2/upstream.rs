@@ -19,6 +19,7 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;
+use std::task::Context;
 
 use bytes::Bytes;
 use futures_util::future::Either;
@@ -27,6 +28,7 @@ use h2::RecvStream;
 use http::Response;
 
 use super::request::Outgoing;
+use super::respond::OrReset;
 use super::stream::Stream;
 use super::{h1up, passthrough};
 use crate::error::ProxyError;
@@ -52,8 +54,11 @@ pub(super) struct Down<'a>(RefCell<&'a mut SendResponse<Bytes>>);
 
 impl<'a> Down<'a> {
     /// Runs `f` until it ends or the client resets the stream (`None`).
-    pub(super) async fn or_reset<F: Future>(&self, f: F) -> Option<F::Output> {
-        super::respond::or_reset(f, |cx| self.0.borrow_mut().poll_reset(cx)).await
+    pub(super) fn or_reset<'s, F: Future>(
+        &'s self,
+        f: F,
+    ) -> OrReset<F, impl FnMut(&mut Context<'_>) -> bool + use<'s, 'a, F>> {
+        super::respond::or_reset(f, |cx| self.0.borrow_mut().poll_reset(cx).is_ready())
     }
 
     /// Sends an interim head; an error is the client's failure.

@@ -34,6 +34,7 @@ use http::StatusCode;
 
 use super::h1up::respond_down;
 use super::respond::respond_filters;
+use super::respond::OrReset;
 use super::stream::Stream;
 use super::upstream::{client_h2, reset, Outcome};
 use super::websocket::{check_switch, Handshake};
@@ -51,6 +52,7 @@ use crate::proto::h1::parse_response;
 use crate::proto::h1::response::is_interim;
 use crate::runtime::worker::Worker;
 use crate::upstream::pool::UpstreamConn;
+use std::task::Context;
 
 /// Largest response head accepted from an upstream.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -411,8 +413,11 @@ fn refused_h2c(worker: &Worker, route: &str, upstream: &str) {
 }
 
 /// Runs `f` until it ends or the client resets the stream (`None`).
-async fn or_reset<F: Future>(respond: &mut SendResponse<Bytes>, f: F) -> Option<F::Output> {
-    super::respond::or_reset(f, |cx| respond.poll_reset(cx)).await
+fn or_reset<F: Future>(
+    respond: &mut SendResponse<Bytes>,
+    f: F,
+) -> OrReset<F, impl FnMut(&mut Context<'_>) -> bool + '_> {
+    super::respond::or_reset(f, |cx| respond.poll_reset(cx).is_ready())
 }
 
 #[cfg(test)]
