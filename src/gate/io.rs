@@ -4,8 +4,8 @@
 use std::future::{poll_fn, Future};
 use std::io;
 use std::ops::Range;
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::{pin, Pin};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use monoio::buf::{IoBuf, IoBufMut};
@@ -37,20 +37,45 @@ impl IoFail {
 ///
 /// Both futures are pinned where they stand, so the io_uring operation's
 /// future is not moved again once built (monoio's `timeout` wrapper moves
-/// it twice, which showed up as memcpy in callgrind profiles).
-pub(crate) async fn within<F: Future>(limit: Duration, op: F) -> Option<F::Output> {
-    let mut op = pin!(op);
-    let mut sleep = pin!(monoio::time::sleep(limit));
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = op.as_mut().poll(cx) {
+/// it twice, which showed up as memcpy in callgrind profiles). A plain
+/// future, not an `async fn`: one of those keeps `op` twice (the argument
+/// and its pinned copy), and every future awaiting it carries that size.
+pub(crate) fn within<F: Future>(limit: Duration, op: F) -> Within<F> {
+    Within {
+        op,
+        limit,
+        sleep: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// See [`within`].
+    pub(crate) struct Within<F> {
+        #[pin]
+        op: F,
+        limit: Duration,
+        // Started at the first poll, as the `async fn` it replaces did.
+        #[pin]
+        sleep: Option<monoio::time::Sleep>,
+    }
+}
+
+impl<F: Future> Future for Within<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(v) = this.op.poll(cx) {
             return Poll::Ready(Some(v));
         }
-        match sleep.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
-            Poll::Pending => Poll::Pending,
+        if this.sleep.is_none() {
+            this.sleep.set(Some(monoio::time::sleep(*this.limit)));
         }
-    })
-    .await
+        match this.sleep.as_pin_mut().map(|s| s.poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(None),
+            _ => Poll::Pending,
+        }
+    }
 }
 
 /// Reads once, appending to `buf` (which must have spare capacity).
