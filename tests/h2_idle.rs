@@ -9,9 +9,6 @@ mod common;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,74 +61,9 @@ async fn h2c(addr: SocketAddr) -> SendRequest<Bytes> {
     h2_over(monoio_compat::StreamWrapper::new(tcp)).await
 }
 
-/// An h2 connection over TLS (ALPN `h2`) to `addr`, trusting `pki`'s CA.
+/// An h2 client connection over TLS to `addr` (ALPN `h2`).
 async fn h2_tls(pki: &Pki, addr: SocketAddr) -> SendRequest<Bytes> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(rustls::pki_types::CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![b"h2".to_vec()];
-    let tcp = monoio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    let stream = monoio_rustls::TlsConnector::from(Arc::new(tls))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    assert_eq!(stream.alpn_protocol().as_deref(), Some(&b"h2"[..]));
-    // Read and written at once: through halves.
-    let (r, w) = monoio::io::Splitable::into_split(stream);
-    h2_over(Duplex {
-        r: monoio_compat::StreamWrapper::new(r),
-        w: monoio_compat::StreamWrapper::new(w),
-    })
-    .await
-}
-
-/// A stream's read and write halves as one tokio-style stream.
-struct Duplex<R, W> {
-    r: monoio_compat::StreamWrapper<R>,
-    w: monoio_compat::StreamWrapper<W>,
-}
-
-impl<R, W: Unpin> tokio::io::AsyncRead for Duplex<R, W>
-where
-    R: monoio::io::AsyncReadRent + Unpin + 'static,
-{
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.r).poll_read(cx, buf)
-    }
-}
-
-impl<R: Unpin, W> tokio::io::AsyncWrite for Duplex<R, W>
-where
-    W: monoio::io::AsyncWriteRent + Unpin + 'static,
-{
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.w).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.w).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.w).poll_shutdown(cx)
-    }
+    h2_over(common::http2::tls_io(pki, addr).await).await
 }
 
 /// Sends `req` with `body` (if any) and reads the whole response.

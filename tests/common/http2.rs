@@ -216,3 +216,87 @@ async fn answer_one(
         }
     }
 }
+
+/// A TLS connection to `addr` (DAO's, as `localhost`, trusting `pki`'s
+/// CA) whose ALPN chose `h2`, as the tokio-style stream the h2 crate's
+/// client takes. Read and written at once through its halves:
+/// monoio-rustls's stream read and written as one object loses its
+/// write buffer.
+pub async fn tls_io(pki: &super::pki::Pki, addr: SocketAddr) -> TlsDuplex {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_file(pki.path("ca.pem")).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = monoio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let stream = monoio_rustls::TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.alpn_protocol().as_deref(), Some(&b"h2"[..]));
+    let (r, w) = monoio::io::Splitable::into_split(stream);
+    Duplex {
+        r: monoio_compat::StreamWrapper::new(r),
+        w: monoio_compat::StreamWrapper::new(w),
+    }
+}
+
+/// What [`tls_io`] returns.
+pub type TlsDuplex = Duplex<
+    monoio::io::OwnedReadHalf<monoio_rustls::ClientTlsStream<monoio::net::TcpStream>>,
+    monoio::io::OwnedWriteHalf<monoio_rustls::ClientTlsStream<monoio::net::TcpStream>>,
+>;
+
+/// A stream's read and write halves as one tokio-style stream.
+pub struct Duplex<R, W> {
+    r: monoio_compat::StreamWrapper<R>,
+    w: monoio_compat::StreamWrapper<W>,
+}
+
+impl<R, W: Unpin> tokio::io::AsyncRead for Duplex<R, W>
+where
+    R: monoio::io::AsyncReadRent + Unpin + 'static,
+{
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.r).poll_read(cx, buf)
+    }
+}
+
+impl<R: Unpin, W> tokio::io::AsyncWrite for Duplex<R, W>
+where
+    W: monoio::io::AsyncWriteRent + Unpin + 'static,
+{
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.w).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.w).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.w).poll_shutdown(cx)
+    }
+}
