@@ -46,14 +46,7 @@ async fn h2_over<T>(io: T) -> SendRequest<Bytes>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let (client, conn) = h2::client::Builder::new()
-        .handshake::<_, Bytes>(io)
-        .await
-        .unwrap();
-    monoio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
+    common::http2::client_over(&h2::client::Builder::new(), io).await
 }
 
 async fn h2c(addr: SocketAddr) -> SendRequest<Bytes> {

@@ -235,17 +235,12 @@ async fn settled(client: &SendRequest<Bytes>) {
     }
 }
 
+/// An h2 client connection over `io`, once DAO's SETTINGS came.
 async fn h2_over<T>(io: T) -> SendRequest<Bytes>
 where
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
 {
-    let (client, conn) = h2::client::Builder::new()
-        .handshake::<_, Bytes>(io)
-        .await
-        .unwrap();
-    monoio::spawn(async move {
-        let _ = conn.await;
-    });
+    let client = common::http2::client_over(&h2::client::Builder::new(), io).await;
     settled(&client).await;
     client
 }

@@ -89,6 +89,22 @@ pub(super) fn failed(error: ProxyError, cause: Cause, reached: bool) -> Attempt 
     }
 }
 
+/// A route's `per_try_timeout` (none: no deadline of its own), as the
+/// deadline of an attempt started now.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PerTry(Option<Duration>);
+
+impl PerTry {
+    pub(super) fn of(route: &Route) -> PerTry {
+        PerTry(route.retry.as_ref().and_then(|p| p.per_try_timeout))
+    }
+
+    /// The deadline of what starts now.
+    pub(super) fn deadline(self) -> Option<Instant> {
+        self.0.map(|t| clock::now() + t)
+    }
+}
+
 /// Tries `upstream` (the `route_index`th route's) once.
 pub(super) async fn attempt(
     conn: &mut Conn,
@@ -100,8 +116,8 @@ pub(super) async fn attempt(
 ) -> Attempt {
     let gen = conn.gen.clone();
     let proxy = &gen.config.proxy;
-    let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
-    let mut deadline = per_try.map(|t| clock::now() + t);
+    let per_try = PerTry::of(route);
+    let mut deadline = per_try.deadline();
 
     // The head sent upstream (rebuilt each attempt: the `Host` given to a
     // client that sent none is the upstream's), and the body bytes that
@@ -207,7 +223,7 @@ pub(super) async fn attempt(
         conn.consume(used);
     }
     if streamed {
-        deadline = per_try.map(|t| clock::now() + t);
+        deadline = per_try.deadline();
     }
 
     let can_retry = reused && req.replayable;

@@ -18,13 +18,12 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use super::attempt::{failed, left, Attempt, Request, Up};
+use super::attempt::{failed, left, Attempt, PerTry, Request, Up};
 use super::conn::Conn;
 use super::exchange::{retry_after_us, Bufs, Outcome};
 use super::io::{within, IoFail};
 use super::tally::Tally;
 use crate::align::retry::Cause;
-use crate::clock;
 use crate::error::ProxyError;
 use crate::memory::{Route, Upstream};
 use crate::proto::h1::head::{write_response_head, DownFraming};
@@ -57,8 +56,8 @@ pub(super) async fn attempt(
 ) -> Attempt {
     let gen = conn.gen.clone();
     let proxy = &gen.config.proxy;
-    let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
-    let mut deadline = per_try.map(|t| clock::now() + t);
+    let per_try = PerTry::of(route);
+    let mut deadline = per_try.deadline();
     debug_assert!(!req.consumed, "a consumed request is not tried again");
     bufs.fresh_up();
 
@@ -139,7 +138,7 @@ pub(super) async fn attempt(
             if let Some(fail) = stream_body(conn, req, &mut up_body, proxy.read_timeout).await {
                 return fail;
             }
-            deadline = per_try.map(|t| clock::now() + t);
+            deadline = per_try.deadline();
         }
         drop(up_body);
 

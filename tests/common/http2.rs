@@ -29,6 +29,15 @@ pub async fn h2c(addr: SocketAddr, window: Option<u32>) -> SendRequest<Bytes> {
     if let Some(w) = window {
         builder.initial_window_size(w);
     }
+    client_over(&builder, io).await
+}
+
+/// An h2 client connection over `io` (h2c, or a TLS stream from
+/// [`tls_io`]), its connection task spawned.
+pub async fn client_over<T>(builder: &h2::client::Builder, io: T) -> SendRequest<Bytes>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+{
     let (client, conn) = builder.handshake::<_, Bytes>(io).await.unwrap();
     monoio::spawn(async move {
         let _ = conn.await;

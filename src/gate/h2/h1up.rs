@@ -22,11 +22,10 @@ use super::request::{Body, Outgoing};
 use super::respond::{or_reset, parse_trailers, respond_filters, response_head, send_flow};
 use super::stream::Stream;
 use super::upstream::{client_h2, reset, Down, Outcome};
-use crate::clock;
 use crate::error::ProxyError;
 use crate::flow::Edits;
 use crate::gate::attempt::{
-    failed, read_head, send_head, upstream_conn, upstream_error, Attempt, Interim, Up,
+    failed, read_head, send_head, upstream_conn, upstream_error, Attempt, Interim, PerTry, Up,
 };
 use crate::gate::exchange::Bufs;
 use crate::gate::io::{within, IoFail};
@@ -50,8 +49,8 @@ pub(super) async fn attempt(
 ) -> Attempt {
     let worker = s.shared.worker.clone();
     let gen = s.gen.clone();
-    let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
-    let mut deadline = per_try.map(|t| clock::now() + t);
+    let per_try = PerTry::of(route);
+    let mut deadline = per_try.deadline();
 
     // The head (rebuilt each attempt: the `Host` given to a client that
     // sent none is the upstream's), a held body right behind it.
@@ -88,7 +87,7 @@ pub(super) async fn attempt(
             if let Some(fail) = send_body(s, &mut up, &mut bufs.out, &mut body).await {
                 return fail;
             }
-            deadline = per_try.map(|t| clock::now() + t);
+            deadline = per_try.deadline();
         }
     }
 

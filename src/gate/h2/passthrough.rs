@@ -23,9 +23,8 @@ use super::respond::{respond_filters, send_flow};
 use super::stream::Stream;
 use super::upstream::{client_h2, Down, Outcome};
 use crate::align::retry::Cause;
-use crate::clock;
 use crate::error::ProxyError;
-use crate::gate::attempt::{failed, left, Attempt, Up};
+use crate::gate::attempt::{failed, left, Attempt, PerTry, Up};
 use crate::gate::exchange::Bufs;
 use crate::gate::h2up::{
     head_failed, head_text, lease, send_opening, unsent, untranslatable, Response, SecondChance,
@@ -47,8 +46,8 @@ pub(super) async fn attempt(
     let worker = s.shared.worker.clone();
     let gen = s.gen.clone();
     let read_timeout = gen.config.proxy.read_timeout;
-    let per_try = route.retry.as_ref().and_then(|p| p.per_try_timeout);
-    let deadline = per_try.map(|t| clock::now() + t);
+    let per_try = PerTry::of(route);
+    let deadline = per_try.deadline();
     let mut chance = SecondChance(req.replayable);
     bufs.fresh_up();
     let (parts, body) = loop {
